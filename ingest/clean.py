@@ -11,7 +11,7 @@ from functools import lru_cache
 from urllib.parse import urljoin, urlsplit
 
 import charset_normalizer
-import courlan
+from ingest.canonical import canonicalize
 import trafilatura
 from lxml.html import HtmlElement
 from tld import get_fld
@@ -379,8 +379,7 @@ def canonical_url_of(page: FetchResult, html_canonical: str | None) -> str:
         # URL so dedup can link it to the original instead of silently merging two sources.
         if urlsplit(candidate).scheme in ("http", "https") and _registered_domain(candidate) == _registered_domain(page_url):
             url = candidate
-    # TODO(lead): switch to ingest.canonical.canonicalize once it exists; keep it in this one place.
-    return courlan.normalize_url(url, strict=True)
+    return canonicalize(url)
 
 
 # ---------------------------------------------------------------------------------------------
