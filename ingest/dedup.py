@@ -20,7 +20,7 @@ import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 
 from rensa import RMinHash
 
@@ -195,6 +195,15 @@ def verify(new_text: str, new_fp: Fingerprint, candidate: DedupCandidate, settin
     return DuplicateMatch(article_id=new_fp.article_id, duplicate_of=candidate.article_id, method=res[0], similarity=res[1])
 
 
+_NO_DATE = datetime.max.replace(tzinfo=timezone.utc)
+
+
+def _published_key(published: datetime | None) -> datetime:
+    if published is None:
+        return _NO_DATE
+    return published if published.tzinfo else published.replace(tzinfo=timezone.utc)
+
+
 @dataclass
 class _Node:
     id: str
@@ -204,6 +213,7 @@ class _Node:
     text: str
     in_batch: bool
     band_keys: list[int] = field(default_factory=list)
+    published_at: datetime | None = None
     _shingles: set[str] | None = None
 
     def shingle_set(self, size: int) -> set[str]:
@@ -248,13 +258,14 @@ def decide(
     nodes: dict[str, _Node] = {}
     for art, fp in batch:
         seen = min(art.fetched_at, first_seen.get(art.id, art.fetched_at))
-        nodes[art.id] = _Node(art.id, seen, fp.content_hash, fp.signature, art.text, True, list(fp.band_keys))
+        nodes[art.id] = _Node(art.id, seen, fp.content_hash, fp.signature, art.text, True, list(fp.band_keys), art.published_at)
     for cands in candidates.values():
         for c in cands:
             node = nodes.get(c.article_id)
             if node is None:
                 nodes[c.article_id] = _Node(
-                    c.article_id, c.first_seen_at, c.content_hash, c.signature, c.text, False, band_keys(c.signature, settings)
+                    c.article_id, c.first_seen_at, c.content_hash, c.signature, c.text, False,
+                    band_keys(c.signature, settings), c.published_at,
                 )
             elif c.first_seen_at < node.first_seen:
                 # The batch holds the newest text, the warehouse the earliest sighting.
@@ -295,7 +306,9 @@ def decide(
     for members in clusters.values():
         if len(members) < 2 or not any(m.in_batch for m in members):
             continue
-        canonical = min(members, key=lambda m: (m.first_seen, m.id))
+        # Ties in first sighting (articles first seen by the same run share its start time) go to the
+        # earliest publication date, then the id: never to whichever page happened to be fetched first.
+        canonical = min(members, key=lambda m: (m.first_seen, _published_key(m.published_at), m.id))
         for m in members:
             if m is canonical:
                 continue

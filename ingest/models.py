@@ -125,6 +125,7 @@ class DedupCandidate(BaseModel):
     content_hash: str
     signature: list[int]
     text: str
+    published_at: datetime | None = None
 
 
 class DuplicateMatch(BaseModel):

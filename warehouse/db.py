@@ -142,7 +142,7 @@ def apply_views(con: duckdb.DuckDBPyConnection) -> list[str]:
 def schema_version(con: duckdb.DuckDBPyConnection) -> int:
     """Highest applied migration version (0 for an empty database)."""
     try:
-        row = con.execute("SELECT max(version) FROM schema_migrations").fetchone()
+        row = con.execute("SELECT max(version) FROM schema_migrations").fetchall()[0]
     except duckdb.CatalogException:
         return 0
     return int(row[0] or 0)

@@ -83,14 +83,17 @@ def find_candidates(con: duckdb.DuckDBPyConnection, fps: Sequence[Fingerprint]) 
     # scans every article's text (~0.3 s at 100k articles); `list_contains(?, id)` becomes an index scan (~15 ms).
     cand_ids = sorted({c for _, c in pairs})
     rows = con.execute(
-        "SELECT a.id, a.first_seen_at, coalesce(f.content_hash, a.content_hash), coalesce(f.signature, []::UINTEGER[]), a.text "
+        "SELECT a.id, a.first_seen_at, coalesce(f.content_hash, a.content_hash), coalesce(f.signature, []::UINTEGER[]), a.text, "
+        "a.published_at "
         "FROM articles a LEFT JOIN article_fingerprints f ON f.article_id = a.id AND list_contains(?::VARCHAR[], f.article_id) "
         "WHERE list_contains(?::VARCHAR[], a.id)",
         [cand_ids, cand_ids],
     ).fetchall()
     details = {
-        aid: DedupCandidate(article_id=aid, first_seen_at=seen, content_hash=chash, signature=list(sig), text=text)
-        for aid, seen, chash, sig, text in rows
+        aid: DedupCandidate(
+            article_id=aid, first_seen_at=seen, content_hash=chash, signature=list(sig), text=text, published_at=published
+        )
+        for aid, seen, chash, sig, text, published in rows
     }
     for query_id, cand_id in sorted(pairs, key=lambda p: (p[0], details[p[1]].first_seen_at if p[1] in details else 0, p[1])):
         if cand_id in details:

@@ -1,0 +1,25 @@
+"""newsflow Prefect flows, deployments and CLI.
+
+Importing this package sets Prefect defaults *before* Prefect is imported anywhere: analytics and
+telemetry off (this machine has no internet, and a failed telemetry call prints errors), a generous
+ephemeral-API start-up timeout, and warnings-only console logs. Users can override each by setting
+the variable themselves.
+"""
+
+from __future__ import annotations
+
+import os
+
+_PREFECT_DEFAULTS = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+    "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+    "PREFECT_LOGGING_SERVER_LEVEL": "WARNING",
+    # The UI bundle is not needed by the embedded API and serving it costs start-up time.
+    "PREFECT_UI_ENABLED": "false",
+}
+
+for _key, _value in _PREFECT_DEFAULTS.items():
+    os.environ.setdefault(_key, _value)

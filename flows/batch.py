@@ -1,0 +1,187 @@
+"""Batch glue between the ingest stages and the warehouse (no Prefect here, so it is easy to test).
+
+One call handles a whole batch of pages: clean + fingerprint in worker processes, exact-duplicate
+shortcut, NER for the rest, then ONE write transaction for pages, articles, aliases, fingerprints,
+duplicates, entities, failures, retries and run counts. A failing batch rolls back as a whole.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from ingest import dedup
+from ingest.canonical import canonicalize
+from ingest.models import ArticleEntities, Failure, FetchResult
+from ingest.pipeline import PrepareOutcome, Prepared, StagePool, extract_entities, prepare_pages
+from ingest.settings import Settings
+from warehouse import db, dedup_store, entities_store, loads, queries
+
+log = logging.getLogger("newsflow")
+
+
+@dataclass
+class RunContext:
+    """What every batch of one run needs: settings, the run id and the worker pool."""
+
+    settings: Settings
+    run_id: int
+    pool: StagePool
+    started_at: datetime
+    counts: Counter = field(default_factory=Counter)
+
+    def write(self):  # noqa: ANN201 - context manager from warehouse.db
+        """A short write session on the warehouse (released after the batch)."""
+        return db.session(self.settings.db, timeout_s=self.settings.db_lock_timeout_s)
+
+
+def failure_kind(failure: Failure, kinds: dict[str, str]) -> tuple[Failure, str]:
+    """Pair a failure with the kind of URL it concerns (article unless known otherwise)."""
+    return failure, kinds.get(failure.url, "article")
+
+
+def process_fetched(ctx: RunContext, results: Sequence[FetchResult]) -> Counter:
+    """Clean, dedup, extract entities and load one batch of fetch results (200s, 304s and failures)."""
+    ok = [r for r in results if r.ok]
+    outcome = PrepareOutcome()
+    for part in ctx.pool.map(prepare_pages, ok, ctx.settings):
+        outcome = outcome.merge(part)
+    fetch_failures = [r.failure for r in results if r.failure is not None]
+    return load_prepared(
+        ctx,
+        outcome.prepared,
+        pages=list(results),
+        failures=fetch_failures + outcome.failures,
+        extra_counts=Counter(fetched=len(ok), not_modified=sum(1 for r in results if r.not_modified)),
+    )
+
+
+def _entity_targets(ctx: RunContext, prepared: Sequence[Prepared]) -> tuple[list[Prepared], dict[str, str]]:
+    """Split articles into those needing NER and exact duplicates that can reuse a canonical's entities.
+
+    Returns (needs_ner, exact_copy_of) where exact_copy_of maps a duplicate's id to its canonical's id.
+    Reuse needs byte-identical text (mention offsets index into it). Unchanged articles that already
+    have entities are skipped: re-running an ingest does not run the model again.
+    """
+    with db.session(ctx.settings.db, read_only=True, timeout_s=ctx.settings.db_lock_timeout_s) as con:
+        unchanged = queries.unchanged_with_entities(con, [(p.article.id, p.article.content_hash) for p in prepared])
+        owners = queries.existing_content_hashes(con, [p.article.content_hash for p in prepared])
+        owner_texts = queries.article_texts(con, list(set(owners.values())))
+    needs, copy_of = [], {}
+    first_in_batch: dict[str, Prepared] = {}
+    for p in sorted(prepared, key=lambda p: (p.article.fetched_at, p.article.id)):
+        a = p.article
+        if a.id in unchanged:
+            continue
+        owner = owners.get(a.content_hash)
+        twin = first_in_batch.get(a.content_hash)
+        if owner is not None and owner != a.id and owner_texts.get(owner) == a.text:
+            copy_of[a.id] = owner
+        elif twin is not None and twin.article.text == a.text:
+            copy_of[a.id] = twin.article.id
+        else:
+            first_in_batch.setdefault(a.content_hash, p)
+            needs.append(p)
+    return needs, copy_of
+
+
+def load_prepared(
+    ctx: RunContext,
+    prepared: Sequence[Prepared],
+    *,
+    pages: Sequence[FetchResult] = (),
+    failures: Sequence[Failure] = (),
+    aliases: Sequence[tuple[str, str]] = (),
+    extra_counts: Counter | None = None,
+) -> Counter:
+    """Dedup, NER and load already-prepared articles plus the batch's raw pages and failures."""
+    s = ctx.settings
+    needs_ner, copy_of = _entity_targets(ctx, prepared)
+    entity_results: list[ArticleEntities] = []
+    for part in ctx.pool.map(extract_entities, [p.article for p in needs_ner], s):
+        entity_results.extend(part)
+
+    counts: Counter = Counter(extra_counts or {})
+    kinds = {r.url: r.kind for r in pages}
+    succeeded_urls = [r.url for r in pages if r.ok] + [p.article.page_url for p in prepared]
+    failed_urls = {f.url for f in failures}
+    with ctx.write() as con, db.transaction(con):
+        loads.save_pages(con, pages, ctx.run_id)
+        articles = [p.article for p in prepared]
+        write = loads.save_articles(con, articles, ctx.run_id, seen_at=ctx.started_at)
+        url_pairs = []
+        for p in prepared:
+            a = p.article
+            for u in {a.url, a.page_url, canonicalize(a.page_url), *(pu for pu, aid in aliases if aid == a.id)}:
+                url_pairs.append((u, a.id, a.fetched_at))
+        for r in pages:
+            if r.ok:
+                # The requested URL (before redirects) is an alias of the article found at the final URL.
+                match = next((p.article.id for p in prepared if p.article.page_url in (r.final_url, r.url)), None)
+                if match:
+                    url_pairs.append((r.url, match, r.fetched_at))
+        loads.save_article_urls(con, url_pairs)
+
+        # Dedup only what is new or changed; unchanged articles keep their earlier decision.
+        touched = set(write.new) | set(write.updated)
+        fps = [p.fingerprint for p in prepared if p.article.id in touched]
+        if fps:
+            dedup_store.save_fingerprints(con, fps, s.dedup)
+            candidates = dedup_store.find_candidates(con, fps)
+            batch = [(p.article, p.fingerprint) for p in prepared if p.article.id in touched]
+            first_seen = queries.articles_first_seen(con, [a.id for a, _ in batch])
+            matches = dedup.decide(batch, candidates, s.dedup, first_seen=first_seen)
+            dedup_store.save_duplicates(con, matches, ctx.run_id, checked_ids=[a.id for a, _ in batch])
+            matches = [m for m in matches if m.article_id in touched]
+            counts["duplicates"] += len(matches)
+
+        if entity_results:
+            first_seen = queries.articles_first_seen(con, [e.article_id for e in entity_results])
+            counts["entities"] += entities_store.save_entities(con, entity_results, first_seen).mentions
+        for dup_id, canonical_id in copy_of.items():
+            # The canonical was loaded earlier (or earlier in this transaction), so its mentions exist.
+            entities_store.copy_entities(con, canonical_id, dup_id)
+
+        loads.record_failures(
+            con,
+            [failure_kind(f, kinds) for f in failures],
+            ctx.run_id,
+            max_attempts=s.retry.max_attempts,
+            base_delay_s=s.retry.base_delay_s,
+            max_delay_s=s.retry.max_delay_s,
+        )
+        loads.clear_retries(con, [u for u in succeeded_urls if u not in failed_urls])
+        counts["new"] += len(write.new)
+        counts["updated"] += len(write.updated)
+        counts["unchanged"] += len(write.unchanged)
+        counts["failed"] += len(failures)
+        loads.add_run_counts(con, ctx.run_id, counts)
+    ctx.counts.update(counts)
+    return counts
+
+
+def record_discovery(ctx: RunContext, documents: Sequence[FetchResult], failures: Sequence[Failure], discovered: int) -> None:
+    """Store feed/sitemap fetches (for their validators) and discovery failures, in one transaction."""
+    s = ctx.settings
+    kinds = {d.url: d.kind for d in documents}
+    with ctx.write() as con, db.transaction(con):
+        loads.save_pages(con, documents, ctx.run_id)
+        loads.record_failures(
+            con,
+            [(f, kinds.get(f.url, "feed")) for f in failures],
+            ctx.run_id,
+            max_attempts=s.retry.max_attempts,
+            base_delay_s=s.retry.base_delay_s,
+            max_delay_s=s.retry.max_delay_s,
+        )
+        loads.clear_retries(con, [d.url for d in documents if d.failure is None])
+        counts = Counter(
+            discovered=discovered,
+            not_modified=sum(1 for d in documents if d.not_modified),
+            failed=len(failures),
+        )
+        loads.add_run_counts(con, ctx.run_id, counts)
+    ctx.counts.update(counts)

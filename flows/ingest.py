@@ -1,0 +1,213 @@
+"""The `ingest` flow: sources -> discover -> plan (incremental) -> fetch -> clean/dedup/NER -> DuckDB.
+
+The flow is a short recipe; each task handles a whole batch (50-200 URLs), because thousands of tiny
+task runs cost ~24 ms of CPU each and can stall the Prefect API.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from flows import progress
+from flows.batch import RunContext, process_fetched, record_discovery
+from flows.run import warehouse_run
+from ingest.canonical import canonicalize
+from ingest.discover import DiscoveryResult, discover
+from ingest.fetch import fetch_all
+from ingest.models import DiscoveredItem, FetchRequest, FetchResult
+from ingest.settings import Settings
+from ingest.sources import Source, SourceKind, SourcesConfig, load_sources
+from warehouse import db, loads, queries
+
+
+def retry_if_retryable(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect retry condition: retry a task only when its exception says it is retryable."""
+    try:
+        state.result()
+    except Exception as exc:  # the task's own exception is re-raised here
+        return bool(getattr(exc, "retryable", False))
+    return False
+
+
+def select_sources(
+    settings: Settings,
+    names: Sequence[str] | None = None,
+    feeds: Sequence[str] | None = None,
+    urls_file: str | None = None,
+    path: str | None = None,
+) -> tuple[list[Source], dict[str, str]]:
+    """Sources for this run: ad-hoc ones from options, else the named (or all enabled) configured ones."""
+    config = load_sources(settings.sources_path) if settings.sources_path.exists() or not (feeds or urls_file or path) else SourcesConfig()
+    adhoc: list[Source] = []
+    for url in feeds or []:
+        host = (urlsplit(url).hostname or "feed").lower()
+        adhoc.append(Source(name=f"adhoc-{host}"[:64], kind=SourceKind.rss, location=url))
+    if urls_file:
+        adhoc.append(Source(name="adhoc-urls", kind=SourceKind.urls, location=str(Path(urls_file).resolve())))
+    if path:
+        p = Path(path).resolve()
+        kind = SourceKind.warc if p.is_file() and ".warc" in p.name else SourceKind.html
+        adhoc.append(Source(name="adhoc-path", kind=kind, location=str(p)))
+    if adhoc:
+        chosen = adhoc + [config.get(n) for n in names or []]
+    elif names:
+        chosen = [config.get(n) for n in names]
+    else:
+        chosen = [s for s in config.sources if s.enabled]
+    return chosen, config.mirrors
+
+
+@task(name="register-sources", cache_policy=NO_CACHE)
+def register_sources(ctx: RunContext, sources: list[Source]) -> None:
+    """Record the sources of this run in the warehouse."""
+    with ctx.write() as con, db.transaction(con):
+        loads.upsert_sources(
+            con,
+            [{"name": s.name, "kind": s.kind.value, "location": s.location, "options": s.model_dump(exclude={"name", "kind", "location"}, mode="json")} for s in sources],
+        )
+
+
+@task(name="discover", cache_policy=NO_CACHE, retries=1, retry_condition_fn=retry_if_retryable)
+def discover_sources(ctx: RunContext, sources: list[Source], mirrors: dict[str, str], conditional: bool = True) -> DiscoveryResult:
+    """Read every source's feeds/sitemaps/lists (conditional GETs) and record what was fetched or failed."""
+    s = ctx.settings
+
+    def fetch(reqs: list[FetchRequest]) -> list[FetchResult]:
+        return fetch_all(reqs, s.fetch, mirrors)
+
+    def validators(url: str) -> tuple[str | None, str | None] | None:
+        with db.session(s.db, read_only=True, timeout_s=s.db_lock_timeout_s) as con:
+            return queries.validators(con, [url]).get(url)
+
+    total = DiscoveryResult(items=[], pages=[], documents=[], failures=[])
+    for source in sources:
+        found = discover(source, fetch, validators, conditional=conditional)
+        total.items.extend(found.items)
+        total.pages.extend(found.pages)
+        total.documents.extend(found.documents)
+        total.failures.extend(found.failures)
+    record_discovery(ctx, total.documents, total.failures, discovered=len(total.items) + len(total.pages))
+    return total
+
+
+def configured_hosts(sources: Sequence[Source]) -> set[str]:
+    """host:port of every remote source location the user configured."""
+    return {urlsplit(s.location).netloc.lower() for s in sources if s.is_remote}
+
+
+@task(name="plan-fetches", cache_policy=NO_CACHE)
+def plan_fetches(ctx: RunContext, items: list[DiscoveredItem], sources: list[Source]) -> list[FetchRequest]:
+    """Incremental plan: new URLs, URLs whose feed says they changed, and failed URLs whose retry is due.
+
+    Articles on the same host as a source the user configured count as user-configured for the SSRF
+    guard (an intranet feed may link its own intranet articles); links to any other private address
+    are still refused.
+    """
+    source_names = [s.name for s in sources]
+    trusted = configured_hosts(sources)
+    s = ctx.settings
+    # One item per article identity: alias URLs (tracking parameters, www., AMP) collapse to one fetch,
+    # but we fetch the URL as discovered, since the canonical form need not be served (or mirrored).
+    by_url: dict[str, DiscoveredItem] = {}
+    seen_canonical: set[str] = set()
+    for item in items:
+        canonical = canonicalize(item.url)
+        if canonical not in seen_canonical and item.url not in by_url:
+            seen_canonical.add(canonical)
+            by_url[item.url] = item
+    with db.session(s.db, read_only=True, timeout_s=s.db_lock_timeout_s) as con:
+        plan = queries.plan_fetches(
+            con,
+            [(u, canonicalize(u), i.source, i.lastmod) for u, i in by_url.items()],
+            datetime.now(timezone.utc),
+            source_names,
+        )
+        retry_sources = queries.url_sources(con, [u for u in plan.retries if u not in by_url])
+        stored = queries.validators(con, plan.changed + plan.retries)
+    reqs = []
+    for url in plan.new + plan.changed + plan.retries:
+        source = by_url[url].source if url in by_url else retry_sources.get(url, "unknown")
+        etag, last_modified = stored.get(url, (None, None))
+        reqs.append(
+            FetchRequest(
+                url=url, source=source, etag=etag, last_modified=last_modified,
+                user_configured=urlsplit(url).netloc.lower() in trusted,
+            )
+        )
+    return reqs
+
+
+@task(name="fetch-batch", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5, retry_condition_fn=retry_if_retryable)
+def fetch_batch(settings: Settings, reqs: list[FetchRequest], mirrors: dict[str, str]) -> list[FetchResult]:
+    """Fetch a batch of URLs politely (robots, per-host delay, global concurrency, size/time caps)."""
+    results = fetch_all(reqs, settings.fetch, mirrors, progress=lambda _r: progress.advance("fetch"))
+    return results
+
+
+@task(name="process-batch", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=retry_if_retryable)
+def process_batch(ctx: RunContext, results: list[FetchResult]) -> dict[str, int]:
+    """Clean, dedup, extract entities and load one batch in one warehouse transaction."""
+    counts = process_fetched(ctx, results)
+    progress.advance("process", len(results))
+    return dict(counts)
+
+
+@task(name="filter-local-pages", cache_policy=NO_CACHE)
+def new_local_pages(ctx: RunContext, pages: list[FetchResult]) -> list[FetchResult]:
+    """Drop saved pages (html dir, WARC) whose body is already stored unchanged."""
+    import hashlib
+
+    s = ctx.settings
+    keyed = [(p.url, hashlib.sha256(p.body or b"").hexdigest()) for p in pages]
+    with db.session(s.db, read_only=True, timeout_s=s.db_lock_timeout_s) as con:
+        known = queries.known_local_pages(con, keyed)
+    return [p for p in pages if p.url not in known]
+
+
+def _batches(items: Sequence[Any], size: int) -> list[list[Any]]:
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+def fetch_and_process(ctx: RunContext, requests: list[FetchRequest], mirrors: dict[str, str]) -> None:
+    """Fetch batch i+1 while batch i is processed; loads stay sequential (one writer)."""
+    batches = _batches(requests, ctx.settings.batch_size)
+    if not batches:
+        return
+    next_fetch = fetch_batch.submit(ctx.settings, batches[0], mirrors)
+    for i in range(len(batches)):
+        results = next_fetch.result()
+        if i + 1 < len(batches):
+            next_fetch = fetch_batch.submit(ctx.settings, batches[i + 1], mirrors)
+        process_batch(ctx, results)
+
+
+@flow(name="ingest", log_prints=False, validate_parameters=True)
+def ingest(
+    sources: list[str] | None = None,
+    feeds: list[str] | None = None,
+    urls_file: str | None = None,
+    path: str | None = None,
+    trigger: str = "cli",
+) -> dict[str, int]:
+    """Ingest the given sources (default: every enabled source in sources.toml) into the warehouse."""
+    settings = Settings()
+    selected, mirrors = select_sources(settings, sources, feeds, urls_file, path)
+    params = {"sources": sources, "feeds": feeds, "urls_file": urls_file, "path": path}
+    with warehouse_run(settings, flow="ingest", trigger=trigger, params=params) as ctx:
+        register_sources(ctx, selected)
+        found = discover_sources(ctx, selected, mirrors)
+        local = new_local_pages(ctx, found.pages)
+        requests = plan_fetches(ctx, found.items, selected)
+        progress.expect("process", len(local) + len(requests))
+        for batch in _batches(local, settings.batch_size):
+            process_batch(ctx, batch)
+        fetch_and_process(ctx, requests, mirrors)
+        return {"run_id": ctx.run_id, **dict(ctx.counts)}

@@ -1,0 +1,70 @@
+"""Run lifecycle shared by every flow: run lock, migrations, crash marking, the `runs` row, worker pool."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any
+
+from ingest.pipeline import StagePool
+from ingest.settings import Settings
+from warehouse import db, loads
+
+from flows.batch import RunContext
+
+log = logging.getLogger("newsflow")
+
+
+def _flow_run_id() -> str | None:
+    try:
+        from prefect.runtime import flow_run
+
+        return str(flow_run.id) if flow_run.id else None
+    except Exception:  # outside a flow run (plain library use)
+        return None
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter:
+    try:
+        from prefect.logging import get_run_logger
+
+        return get_run_logger()
+    except Exception:
+        return log
+
+
+@contextmanager
+def warehouse_run(settings: Settings, *, flow: str, trigger: str, params: dict[str, Any]) -> Iterator[RunContext]:
+    """Hold the run lock, bring the schema up to date, open a `runs` row, and close it with a status.
+
+    Only one run writes at a time: a second run waits on the lock (and says so in the log).
+    A run found still 'running' once we hold the lock died without finishing: it is marked 'crashed'.
+    """
+    logger = _logger()
+
+    def waiting() -> None:
+        logger.warning("another newsflow run is writing to %s; waiting for it to finish", settings.db)
+
+    with db.run_lock(settings.db, on_wait=waiting):
+        started_at = datetime.now(timezone.utc)
+        db.init_db(settings.db, timeout_s=settings.db_lock_timeout_s)
+        with db.session(settings.db, timeout_s=settings.db_lock_timeout_s) as con, db.transaction(con):
+            crashed = loads.mark_crashed_runs(con)
+            run_id = loads.start_run(con, flow=flow, trigger=trigger, params=params, flow_run_id=_flow_run_id())
+        if crashed:
+            logger.warning("marked %d earlier run(s) as crashed", crashed)
+        pool = StagePool(settings.workers)
+        ctx = RunContext(settings=settings, run_id=run_id, pool=pool, started_at=started_at)
+        try:
+            yield ctx
+        except BaseException as exc:
+            with db.session(settings.db, timeout_s=settings.db_lock_timeout_s) as con:
+                loads.finish_run(con, run_id, status="failed", error=f"{type(exc).__name__}: {exc}"[:2000])
+            raise
+        else:
+            with db.session(settings.db, timeout_s=settings.db_lock_timeout_s) as con:
+                loads.finish_run(con, run_id, status="completed")
+        finally:
+            pool.close()

@@ -1,0 +1,211 @@
+"""Read-side queries: incremental fetch planning, stored validators, status, re-ingest selection."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from warehouse.loads import _TS, registered
+
+
+def validators(con: duckdb.DuckDBPyConnection, urls: Sequence[str]) -> dict[str, tuple[str | None, str | None]]:
+    """Stored (ETag, Last-Modified) per URL, for conditional GETs."""
+    if not urls:
+        return {}
+    schema = pa.schema([("url", pa.string())])
+    with registered(con, "want_urls", [{"url": u} for u in set(urls)], schema):
+        rows = con.execute(
+            "SELECT p.url, p.etag, p.last_modified FROM pages p JOIN want_urls w ON p.url = w.url"
+        ).fetchall()
+    return {u: (e, lm) for u, e, lm in rows}
+
+
+@dataclass
+class FetchPlan:
+    """Which discovered URLs to fetch, and why the others are skipped."""
+
+    new: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)  # known, but the feed/sitemap says modified since our fetch
+    retries: list[str] = field(default_factory=list)  # failed before and due again
+    known: int = 0
+    waiting: int = 0  # failed before, retry not yet due
+    gave_up: int = 0  # permanently failed
+
+
+def plan_fetches(
+    con: duckdb.DuckDBPyConnection,
+    items: Sequence[tuple[str, str, str, datetime | None]],
+    now: datetime,
+    sources: Sequence[str] | None = None,
+) -> FetchPlan:
+    """Decide, in one query, which (url, canonical_url, source, lastmod) items need a fetch; add due retries.
+
+    A URL already fetched (or whose canonical form already leads to an article) is not fetched again
+    unless its feed/sitemap lastmod is newer than our fetch.
+    """
+    plan = FetchPlan()
+    schema = pa.schema([("url", pa.string()), ("canonical", pa.string()), ("source", pa.string()), ("lastmod", _TS)])
+    rows = [{"url": u, "canonical": c, "source": s, "lastmod": lm} for u, c, s, lm in items]
+    with registered(con, "plan_items", rows, schema):
+        decided = con.execute(
+            "SELECT i.url, CASE "
+            " WHEN r.permanent THEN 'gave_up' "
+            " WHEN r.url IS NOT NULL AND r.next_attempt_at > ? THEN 'waiting' "
+            " WHEN r.url IS NOT NULL THEN 'retry' "
+            " WHEN p.url IS NULL AND au.url IS NULL THEN 'new' "
+            " WHEN i.lastmod IS NOT NULL AND p.fetched_at IS NOT NULL AND i.lastmod > p.fetched_at THEN 'changed' "
+            " ELSE 'known' END AS decision "
+            "FROM (SELECT url, any_value(canonical) AS canonical, any_value(source) AS source, max(lastmod) AS lastmod "
+            "      FROM plan_items GROUP BY url) i "
+            "LEFT JOIN pages p ON p.url = i.url AND p.kind = 'article' "
+            "LEFT JOIN (SELECT DISTINCT url FROM article_urls) au ON au.url = i.url OR au.url = i.canonical "
+            "LEFT JOIN url_retries r ON r.url = i.url "
+            "ORDER BY i.url",
+            [now],
+        ).fetchall()
+    seen = set()
+    for url, decision in decided:
+        seen.add(url)
+        if decision == "new":
+            plan.new.append(url)
+        elif decision == "changed":
+            plan.changed.append(url)
+        elif decision == "retry":
+            plan.retries.append(url)
+        elif decision == "waiting":
+            plan.waiting += 1
+        elif decision == "gave_up":
+            plan.gave_up += 1
+        else:
+            plan.known += 1
+    if sources:
+        schema = pa.schema([("name", pa.string())])
+        with registered(con, "plan_sources", [{"name": s} for s in sources], schema):
+            due = con.execute(
+                "SELECT url FROM url_retries WHERE kind = 'article' AND NOT permanent AND next_attempt_at <= ? "
+                "AND source IN (SELECT name FROM plan_sources) ORDER BY url",
+                [now],
+            ).fetchall()
+        plan.retries.extend(u for (u,) in due if u not in seen)
+    return plan
+
+
+def url_sources(con: duckdb.DuckDBPyConnection, urls: Sequence[str]) -> dict[str, str]:
+    """The source that last fetched each URL (for retries that come without a discovery item)."""
+    if not urls:
+        return {}
+    schema = pa.schema([("url", pa.string())])
+    with registered(con, "want_urls", [{"url": u} for u in set(urls)], schema):
+        rows = con.execute(
+            "SELECT w.url, coalesce(r.source, p.source) FROM want_urls w "
+            "LEFT JOIN url_retries r ON r.url = w.url LEFT JOIN pages p ON p.url = w.url"
+        ).fetchall()
+    return {u: s for u, s in rows if s}
+
+
+def known_local_pages(con: duckdb.DuckDBPyConnection, items: Sequence[tuple[str, str]]) -> set[str]:
+    """URLs of local pages (html dir, WARC) whose stored body hash equals the given one (unchanged)."""
+    if not items:
+        return set()
+    schema = pa.schema([("url", pa.string()), ("sha", pa.string())])
+    with registered(con, "local_pages", [{"url": u, "sha": h} for u, h in items], schema):
+        rows = con.execute(
+            "SELECT l.url FROM local_pages l JOIN pages p ON p.url = l.url AND p.body_sha256 = l.sha "
+            "LEFT JOIN url_retries r ON r.url = l.url WHERE r.url IS NULL"
+        ).fetchall()
+    return {u for (u,) in rows}
+
+
+def existing_content_hashes(con: duckdb.DuckDBPyConnection, hashes: Sequence[str]) -> dict[str, str]:
+    """content_hash -> id of the earliest-seen article with that hash (exact-duplicate shortcut)."""
+    if not hashes:
+        return {}
+    schema = pa.schema([("h", pa.string())])
+    with registered(con, "want_hashes", [{"h": h} for h in set(hashes)], schema):
+        rows = con.execute(
+            "SELECT content_hash, arg_min(id, (first_seen_at, id)) FROM articles "
+            "WHERE content_hash IN (SELECT h FROM want_hashes) GROUP BY content_hash"
+        ).fetchall()
+    return {h: a for h, a in rows}
+
+
+def articles_first_seen(con: duckdb.DuckDBPyConnection, ids: Sequence[str]) -> dict[str, datetime]:
+    """first_seen_at per article id."""
+    if not ids:
+        return {}
+    schema = pa.schema([("id", pa.string())])
+    with registered(con, "want_ids", [{"id": i} for i in set(ids)], schema):
+        rows = con.execute("SELECT a.id, a.first_seen_at FROM articles a JOIN want_ids w ON a.id = w.id").fetchall()
+    return {i: t for i, t in rows}
+
+
+# ---------------------------------------------------------------- status
+
+
+def last_runs(con: duckdb.DuckDBPyConnection, limit: int = 10) -> list[dict[str, Any]]:
+    """The most recent runs with their counts."""
+    cur = con.execute(
+        "SELECT id, flow, trigger, status, started_at, finished_at, "
+        " round(epoch(coalesce(finished_at, now()) - started_at), 1) AS seconds, "
+        " discovered, fetched, not_modified, new, updated, duplicates, entities, failed "
+        "FROM runs ORDER BY id DESC LIMIT ?",
+        [limit],
+    )
+    cols = [d[0] for d in cur.description]
+    return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+
+def failures_by_reason(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """Current failure state per stage and reason: URLs waiting for retry and URLs given up."""
+    cur = con.execute(
+        "SELECT stage, last_reason AS reason, count(*) FILTER (WHERE NOT permanent) AS retrying, "
+        " count(*) FILTER (WHERE permanent) AS gave_up FROM url_retries GROUP BY ALL ORDER BY count(*) DESC, reason"
+    )
+    cols = [d[0] for d in cur.description]
+    return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+
+def table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Row counts of the main tables."""
+    row = con.execute(
+        "SELECT (SELECT count(*) FROM articles), (SELECT count(*) FROM pages WHERE kind = 'article'), "
+        "(SELECT count(*) FROM failures), (SELECT count(*) FROM runs)"
+    ).fetchall()[0]
+    return {"articles": row[0], "article_pages": row[1], "failure_events": row[2], "runs": row[3]}
+
+
+def run_failures(con: duckdb.DuckDBPyConnection, run_id: int) -> list[tuple[Any, ...]]:
+    """Failures of one run grouped by stage and reason: (stage, reason, retryable, count, example url)."""
+    return con.execute(
+        "SELECT stage, reason, retryable, count(*) AS n, min(url) AS example FROM failures "
+        "WHERE run_id = ? GROUP BY ALL ORDER BY n DESC, reason",
+        [run_id],
+    ).fetchall()
+
+
+def unchanged_with_entities(con: duckdb.DuckDBPyConnection, items: Sequence[tuple[str, str]]) -> set[str]:
+    """Ids whose stored article has the same content hash and already has its entities."""
+    if not items:
+        return set()
+    schema = pa.schema([("id", pa.string()), ("h", pa.string())])
+    with registered(con, "want_items", [{"id": i, "h": h} for i, h in items], schema):
+        rows = con.execute(
+            "SELECT w.id FROM want_items w JOIN articles a ON a.id = w.id AND a.content_hash = w.h "
+            "JOIN article_entity_runs r ON r.article_id = a.id"
+        ).fetchall()
+    return {i for (i,) in rows}
+
+
+def article_texts(con: duckdb.DuckDBPyConnection, ids: Sequence[str]) -> dict[str, str]:
+    """Stored text per article id."""
+    if not ids:
+        return {}
+    schema = pa.schema([("id", pa.string())])
+    with registered(con, "want_ids", [{"id": i} for i in set(ids)], schema):
+        rows = con.execute("SELECT a.id, a.text FROM articles a JOIN want_ids w ON a.id = w.id").fetchall()
+    return dict(rows)
