@@ -204,6 +204,11 @@ def _published_key(published: datetime | None) -> datetime:
     return published if published.tzinfo else published.replace(tzinfo=timezone.utc)
 
 
+def canonical_order(first_seen: datetime, published_at: datetime | None, article_id: str) -> tuple[datetime, datetime, str]:
+    """Sort key of cluster members: the minimum is the canonical (earliest seen, then published, then id)."""
+    return (first_seen, _published_key(published_at), article_id)
+
+
 @dataclass
 class _Node:
     id: str
@@ -308,7 +313,7 @@ def decide(
             continue
         # Ties in first sighting (articles first seen by the same run share its start time) go to the
         # earliest publication date, then the id: never to whichever page happened to be fetched first.
-        canonical = min(members, key=lambda m: (m.first_seen, _published_key(m.published_at), m.id))
+        canonical = min(members, key=lambda m: canonical_order(m.first_seen, m.published_at, m.id))
         for m in members:
             if m is canonical:
                 continue
