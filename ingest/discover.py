@@ -523,6 +523,12 @@ def _warc_record_to_result(rec, source: str) -> FetchResult | None:
 # --------------------------------------------------------------------------- orchestration
 
 
+def _same_netloc(a: str, b: str) -> bool:
+    """Same scheme and host:port (both http(s))."""
+    pa, pb = urlsplit(a), urlsplit(b)
+    return pa.scheme.lower() in ("http", "https") and (pa.scheme.lower(), pa.netloc.lower()) == (pb.scheme.lower(), pb.netloc.lower())
+
+
 def _dedup_items(items: Iterable[DiscoveredItem]) -> list[DiscoveredItem]:
     """First occurrence wins (order kept); a later, newer lastmod for the same URL is merged in."""
     out: dict[str, DiscoveredItem] = {}
@@ -644,7 +650,10 @@ def _discover_documents(
             reqs.append(
                 FetchRequest(
                     url=url, source=name, kind=doc_kind, etag=etag, last_modified=last_modified,
-                    conditional=conditional, user_configured=url == root_url,
+                    # Child sitemaps on the configured host:port are as trusted as the configured URL
+                    # (an intranet sitemap index lists its own intranet children; the SSRF guard would
+                    # refuse them otherwise); children on any other host are links like any other.
+                    conditional=conditional, user_configured=url == root_url or _same_netloc(url, root_url),
                 )
             )
         by_url = _call_fetch(fetch, reqs)

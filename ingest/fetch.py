@@ -316,6 +316,7 @@ class Fetcher:
         url = req.url
         chain: list[str] = []
         public_seen = False
+        origin: tuple[int, list[str]] | None = None  # port and addresses of the first hop
         for hop in range(s.max_redirects + 1):
             chain.append(url)
             try:
@@ -325,6 +326,19 @@ class Fetcher:
                 user_ok = req.user_configured if allow_private is None else allow_private
                 allow = s.allow_private_addresses or (user_ok and not public_seen)
                 ips = await asyncio.to_thread(netguard.check_host, host, port, allow)
+                if origin is None:
+                    origin = (port, ips)
+                elif allow and not s.allow_private_addresses and not _same_endpoint(origin, port, ips):
+                    # The user trusted one endpoint (host:port), not every private address it may redirect
+                    # to: a redirect to another private host or port (10.0.0.1, 169.254.169.254, a local
+                    # admin port) is refused before any connection, like a link to it would be.
+                    blocked = [ip for ip in ips if not netguard.is_public_address(ip)]
+                    if blocked:
+                        raise TerminalError(
+                            f"refused redirect from {chain[0]} to {url}: {host!r} resolves to non-public address "
+                            f"{', '.join(blocked)}, which is not the configured host",
+                            reason="ssrf_blocked",
+                        )
             except NewsflowError as e:
                 return self._failed(req, url, e.reason, str(e), retryable=e.retryable)
             public_seen = public_seen or any(netguard.is_public_address(ip) for ip in ips)
@@ -603,6 +617,20 @@ class Fetcher:
             retry_after_s=retry_after_s,
         )
         return self._result(req, final_url, failure=failure, **kw)
+
+
+def _same_endpoint(origin: tuple[int, list[str]], port: int, ips: list[str]) -> bool:
+    """True when (port, ips) reaches the same server as the first hop: same port, and the same addresses
+    (any loopback address counts as the same machine, so 127.0.0.1 -> localhost stays allowed)."""
+    o_port, o_ips = origin
+    if port != o_port or not ips:
+        return False
+    if set(ips) <= set(o_ips):
+        return True
+    def loopback(x: str) -> bool:
+        a = netguard._ip_literal(x)
+        return a is not None and (a.is_loopback or (getattr(a, "ipv4_mapped", None) is not None and a.ipv4_mapped.is_loopback))
+    return all(loopback(i) for i in ips) and all(loopback(i) for i in o_ips)
 
 
 def _confine(root: Path, rel: str, url: str) -> Path:

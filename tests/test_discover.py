@@ -611,7 +611,8 @@ def test_discover_index_of_indexes_breadth_first() -> None:
     })
     res = discover(_sitemap_source(), fetch, lambda u: None)
     assert [[r.url for r in batch] for batch in fetch.calls] == [[root], [idx2, a], [b]]
-    assert [r.user_configured for batch in fetch.calls for r in batch] == [True, False, False, False]
+    # Children on the configured host:port are as trusted as the configured sitemap (issue 6).
+    assert [r.user_configured for batch in fetch.calls for r in batch] == [True, True, True, True]
     assert all(r.kind == "sitemap" for batch in fetch.calls for r in batch)
     assert [i.url for i in res.items] == [HG + "a1.html", HG + "shared.html", HG + "b1.html"]  # deduplicated across documents
     assert [i.via for i in res.items] == [a, a, b]

@@ -57,10 +57,24 @@ def upsert_sources(con: duckdb.DuckDBPyConnection, sources: Sequence[dict[str, A
         )
 
 
+# Feeds and sitemaps are stored (with their ETag/Last-Modified) when discovery ends, before their
+# articles are loaded batch by batch. If the run then dies or fails, the next run's conditional GET gets
+# a 304 and discovers nothing, so every article of that feed not yet loaded would be lost for good.
+# Forgetting the validators of documents stored by a run that did not complete makes the next run
+# fetch them in full and plan their unloaded articles again (loaded ones are known and skipped).
+_FORGET_DOCUMENT_VALIDATORS = (
+    "UPDATE pages SET etag = NULL, last_modified = NULL WHERE kind IN ('feed', 'sitemap') AND run_id IN ({runs})"
+)
+
+
 def mark_crashed_runs(con: duckdb.DuckDBPyConnection) -> int:
-    """Mark runs left 'running' as 'crashed'; call only while holding the run lock (so none is alive)."""
+    """Mark runs left 'running' as 'crashed'; call only while holding the run lock (so none is alive).
+
+    Feeds/sitemaps those runs stored lose their validators, so their unloaded articles are found again.
+    """
     n = con.execute("SELECT count(*) FROM runs WHERE status = 'running'").fetchall()[0][0]
     if n:
+        con.execute(_FORGET_DOCUMENT_VALIDATORS.format(runs="SELECT id FROM runs WHERE status = 'running'"))
         con.execute(
             "UPDATE runs SET status = 'crashed', finished_at = now(), "
             "error = 'process died before finishing (found by a later run)' WHERE status = 'running'"
@@ -89,7 +103,9 @@ def add_run_counts(con: duckdb.DuckDBPyConnection, run_id: int, counts: dict[str
 
 
 def finish_run(con: duckdb.DuckDBPyConnection, run_id: int, *, status: str, error: str | None = None) -> None:
-    """Close the run row with its final status."""
+    """Close the run row with its final status (a run that did not complete forgets its documents' validators)."""
+    if status != "completed":
+        con.execute(_FORGET_DOCUMENT_VALIDATORS.format(runs="?"), [run_id])
     con.execute("UPDATE runs SET status = ?, error = ?, finished_at = now() WHERE id = ?", [status, error, run_id])
 
 
