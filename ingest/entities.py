@@ -15,6 +15,10 @@ Pipeline per article:
 from __future__ import annotations
 
 import bisect
+import functools
+import importlib.metadata
+import importlib.util
+import json
 import re
 import unicodedata
 from collections import Counter, defaultdict
@@ -58,8 +62,11 @@ _WS = re.compile(r"\s+")
 # ---------------------------------------------------------------------------- normalisation
 
 
+@functools.lru_cache(maxsize=1024)
 def unify_chars(text: str) -> str:
     """NFKC plus one apostrophe, one dash, one double quote and plain spaces, keeping string length."""
+    # Cached: trim_span unifies the whole article text once per mention; the same str object hashes
+    # in O(1) after the first call, so this turns O(text x mentions) into O(text).
     # NFKC can change the length (ligatures), so it is only used for keys, never for offsets.
     return text.translate(_CHAR_MAP)
 
@@ -199,6 +206,59 @@ def load_nlp(model_name: str, *, sentences_before_ner: bool = True) -> "Language
 def model_version(nlp: "Language") -> str:
     """Version string stored with an article's entities: model version plus newsflow's normalisation version."""
     return f"{nlp.meta.get('version', '')}+norm{NORM_VERSION}"
+
+
+def _meta_version(model_dir: Path) -> str | None:
+    """`version` from a model directory's meta.json (the same file spaCy fills nlp.meta from)."""
+    for meta in [model_dir / "meta.json", *sorted(model_dir.glob("*/meta.json"))]:
+        try:
+            return str(json.loads(meta.read_text(encoding="utf-8")).get("version", ""))
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+@functools.lru_cache(maxsize=32)
+def _installed_meta_version(model_name: str) -> str | None:
+    """The model's own version from its installed files (meta.json, else package metadata); None if unreadable."""
+    path = Path(model_name)
+    if path.exists():
+        return _meta_version(path)
+    try:
+        spec = importlib.util.find_spec(model_name)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None and spec.origin:
+        found = _meta_version(Path(spec.origin).parent)
+        if found is not None:
+            return found
+    try:
+        return importlib.metadata.version(model_name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def installed_model_version(model_name: str) -> str:
+    """What model_version(load_nlp(model_name)) returns, read from the installed files without loading spaCy.
+
+    Lets the main process decide whether stored entities are stale (re-processing) without paying
+    for a model load; falls back to loading the model when its files cannot be read.
+    """
+    found = _installed_meta_version(model_name)
+    if found is None:
+        return model_version(load_nlp(model_name))
+    return f"{found}+norm{NORM_VERSION}"
+
+
+def expected_run(article: Article, settings: EntitySettings) -> tuple[str, str]:
+    """(model, model_version) that extract_entities would record for `article` now; ('', '') when skipped."""
+    lang = _language(article, settings)
+    model = settings.models_by_language.get(lang) if lang else None
+    if model is None:
+        return "", ""
+    if not article.text.strip():
+        return model, ""
+    return model, installed_model_version(model)
 
 
 # ---------------------------------------------------------------------------- per-document resolution

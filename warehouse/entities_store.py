@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -32,6 +31,7 @@ import pyarrow as pa
 
 from ingest.entities import normalise_name
 from ingest.models import ArticleEntities
+from warehouse.loads import registered
 
 _TS = pa.timestamp("us", tz="UTC")
 
@@ -51,16 +51,6 @@ _RUNS_SCHEMA = pa.schema(
 _ENTITIES_SCHEMA = pa.schema([("id", pa.int64()), ("key", pa.string()), ("name", pa.string()), ("type", pa.string())])
 _IDS_SCHEMA = pa.schema([("id", pa.int64())])
 _STR_SCHEMA = pa.schema([("v", pa.string())])
-
-
-@contextmanager
-def _registered(con: duckdb.DuckDBPyConnection, name: str, rows: Sequence[dict[str, Any]], schema: pa.Schema) -> Iterator[None]:
-    """Expose `rows` to SQL as table `name` for the duration of the block."""
-    con.register(name, pa.Table.from_pylist(list(rows), schema=schema))
-    try:
-        yield
-    finally:
-        con.unregister(name)
 
 
 def entity_id_for(key: str, salt: int = 0) -> int:
@@ -110,12 +100,12 @@ def _lookup(con: duckdb.DuckDBPyConnection, keys: set[str], aliases: set[str]) -
     by_key: dict[str, _Known] = {}
     by_id: dict[int, _Known] = {}
     alias_index: dict[str, set[int]] = defaultdict(set)
-    with _registered(con, "_ent_keys", [{"v": k} for k in keys], _STR_SCHEMA):
+    with registered(con, "_ent_keys", [{"v": k} for k in keys], _STR_SCHEMA):
         for id_, key, name, type_ in con.execute(
             "SELECT e.id, e.key, e.name, e.type FROM entities e JOIN _ent_keys k ON e.key = k.v"
         ).fetchall():
             by_key[key] = by_id[id_] = _Known(id_, key, name, type_)
-    with _registered(con, "_ent_aliases", [{"v": a} for a in aliases], _STR_SCHEMA):
+    with registered(con, "_ent_aliases", [{"v": a} for a in aliases], _STR_SCHEMA):
         for alias, id_, key, name, type_ in con.execute(
             "SELECT a.alias, e.id, e.key, e.name, e.type FROM entity_aliases a "
             "JOIN _ent_aliases q ON a.alias = q.v JOIN entities e ON e.id = a.entity_id"
@@ -222,21 +212,21 @@ def save_entities(
     ]
     now = datetime.now(timezone.utc)
 
-    with _registered(con, "_ent_runs", run_rows, _RUNS_SCHEMA), _registered(con, "_ent_mentions", mention_rows, _MENTIONS_SCHEMA):
+    with registered(con, "_ent_runs", run_rows, _RUNS_SCHEMA), registered(con, "_ent_mentions", mention_rows, _MENTIONS_SCHEMA):
         touched = {row[0] for row in con.execute(
             "SELECT DISTINCT m.entity_id FROM mentions m JOIN _ent_runs r ON m.article_id = r.article_id"
         ).fetchall()}
         touched |= set(key_to_id.values())
         con.execute("DELETE FROM mentions WHERE article_id IN (SELECT article_id FROM _ent_runs)")
         if new:
-            with _registered(con, "_ent_new", [vars(k) for k in new], _ENTITIES_SCHEMA):
+            with registered(con, "_ent_new", [vars(k) for k in new], _ENTITIES_SCHEMA):
                 con.execute(
                     "INSERT INTO entities (id, key, name, type, article_count, created_at, updated_at) "
                     "SELECT id, key, name, type, 0, ?, ? FROM _ent_new",
                     [now, now],
                 )
         if upgraded:
-            with _registered(con, "_ent_up", [vars(k) for k in upgraded], _ENTITIES_SCHEMA):
+            with registered(con, "_ent_up", [vars(k) for k in upgraded], _ENTITIES_SCHEMA):
                 con.execute(
                     "UPDATE entities SET key = u.key, name = u.name, updated_at = ? FROM _ent_up u WHERE entities.id = u.id",
                     [now],
@@ -262,7 +252,7 @@ def _refresh_entities(con: duckdb.DuckDBPyConnection, entity_ids: set[int], now:
     """Recompute article_count, first_seen_at and aliases of `entity_ids` from mentions + articles."""
     if not entity_ids:
         return
-    with _registered(con, "_ent_touched", [{"id": i} for i in entity_ids], _IDS_SCHEMA):
+    with registered(con, "_ent_touched", [{"id": i} for i in entity_ids], _IDS_SCHEMA):
         # Only rows whose values change get a new updated_at, so re-saving the same input changes nothing.
         con.execute(
             "UPDATE entities SET article_count = s.n, first_seen_at = s.fs, updated_at = ? "
@@ -327,7 +317,7 @@ def articles_needing_entities(
 ) -> list[str]:
     """Article ids with no entity run yet, or one made by a model/version not in `models_and_versions` (model -> version)."""
     pairs = [{"v": f"{m}\x1f{v}"} for m, v in models_and_versions.items()]
-    with _registered(con, "_ent_current", pairs, _STR_SCHEMA):
+    with registered(con, "_ent_current", pairs, _STR_SCHEMA):
         sql = (
             "SELECT a.id FROM articles a LEFT JOIN article_entity_runs r ON r.article_id = a.id "
             "WHERE (r.article_id IS NULL OR (r.model || chr(31) || r.model_version) NOT IN (SELECT v FROM _ent_current)) "
@@ -336,7 +326,7 @@ def articles_needing_entities(
         )
         if article_ids is None:
             return [row[0] for row in con.execute(sql + "ORDER BY a.id").fetchall()]
-        with _registered(con, "_ent_only", [{"v": i} for i in article_ids], _STR_SCHEMA):
+        with registered(con, "_ent_only", [{"v": i} for i in article_ids], _STR_SCHEMA):
             return [row[0] for row in con.execute(sql + "AND a.id IN (SELECT v FROM _ent_only) ORDER BY a.id").fetchall()]
 
 
