@@ -8,11 +8,11 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
-from ingest.pipeline import StagePool
 from ingest.settings import Settings
 from warehouse import db, loads
 
 from flows.batch import RunContext
+from flows.compute import stage_pool
 
 log = logging.getLogger("newsflow")
 
@@ -24,6 +24,32 @@ def _flow_run_id() -> str | None:
         return str(flow_run.id) if flow_run.id else None
     except Exception:  # outside a flow run (plain library use)
         return None
+
+
+# `trigger` values a deployment run may carry only because they are defaults (the served deployments pass
+# "schedule", the flow defaults to "cli"): Prefect decides for these; any other label is kept as given.
+_IMPLICIT_TRIGGERS = {"cli", "schedule", "manual"}
+
+
+def resolve_trigger(requested: str) -> str:
+    """What started this run: 'schedule' or 'manual' for deployment runs (from Prefect), else `requested`.
+
+    The `trigger` parameter alone cannot tell: `prefect deployment run` inherits the deployment's
+    parameters (trigger="schedule"). Prefect's scheduler marks the runs it creates `auto_scheduled`;
+    a run created by a user (CLI, UI, API, run_deployment) is not.
+    """
+    try:
+        from prefect.context import FlowRunContext
+
+        ctx = FlowRunContext.get()
+        flow_run = ctx.flow_run if ctx else None
+    except Exception:  # outside a flow run (plain library use)
+        flow_run = None
+    if flow_run is None or flow_run.deployment_id is None:
+        return requested
+    if flow_run.auto_scheduled:
+        return "schedule"
+    return "manual" if requested in _IMPLICIT_TRIGGERS else requested
 
 
 def _logger() -> logging.Logger | logging.LoggerAdapter:
@@ -40,6 +66,13 @@ def warehouse_run(settings: Settings, *, flow: str, trigger: str, params: dict[s
     """Hold the run lock, bring the schema up to date, open a `runs` row, and close it with a status.
 
     Only one run writes at a time: a second run waits on the lock (and says so in the log).
+    This lock, not a Prefect concurrency limit, is what serialises served deployments too: runs
+    whose schedules overlap (or an interval shorter than a run) wait here, and because discovery
+    and planning happen after the lock is taken, the waiting run sees everything the first one
+    loaded and fetches nothing twice. A Prefect global concurrency limit was not used because it
+    only sees runs reported to the same Prefect server (`newsflow ingest` uses an ephemeral API),
+    and a slot held by a killed process stays taken until its lease expires, whereas the kernel
+    releases a flock the moment the process dies.
     A run found still 'running' once we hold the lock died without finishing: it is marked 'crashed'.
     """
     logger = _logger()
@@ -52,10 +85,11 @@ def warehouse_run(settings: Settings, *, flow: str, trigger: str, params: dict[s
         db.init_db(settings.db, timeout_s=settings.db_lock_timeout_s)
         with db.session(settings.db, timeout_s=settings.db_lock_timeout_s) as con, db.transaction(con):
             crashed = loads.mark_crashed_runs(con)
-            run_id = loads.start_run(con, flow=flow, trigger=trigger, params=params, flow_run_id=_flow_run_id())
+            run_id = loads.start_run(con, flow=flow, trigger=resolve_trigger(trigger), params=params, flow_run_id=_flow_run_id())
         if crashed:
             logger.warning("marked %d earlier run(s) as crashed", crashed)
-        pool = StagePool(settings.workers)
+        # Local worker processes, or the flow's Dask cluster when NEWSFLOW_TASK_RUNNER=dask.
+        pool = stage_pool(settings)
         ctx = RunContext(settings=settings, run_id=run_id, pool=pool, started_at=started_at)
         try:
             yield ctx

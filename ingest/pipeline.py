@@ -93,7 +93,11 @@ def _chunks(items: Sequence[T], n: int) -> list[list[T]]:
 
 
 class StagePool:
-    """Runs batch functions over chunks in worker processes (or inline for small batches)."""
+    """Runs batch functions over chunks in worker processes (or inline for small batches).
+
+    `executor` may be any concurrent.futures Executor that pickles its calls, e.g. a Dask
+    ClientExecutor; the pool then never runs a stage inline and does not shut the executor down.
+    """
 
     def __init__(self, workers: int, executor: Executor | None = None, min_chunk: int = 8) -> None:
         self.workers = max(1, workers)
@@ -116,7 +120,12 @@ class StagePool:
         if not items:
             return []
         n = min(self.workers, max(1, len(items) // self.min_chunk))
-        executor = self._get_executor() if n > 1 else None
+        if self._executor is not None and not self._owned:
+            # A caller-supplied executor (e.g. a Dask cluster) gets all the work, small batches too:
+            # its point is to keep the CPU stages (and the spaCy model) off this process.
+            executor: Executor | None = self._executor
+        else:
+            executor = self._get_executor() if n > 1 else None
         if executor is None:
             return [fn(items, settings)]
         futures = [executor.submit(fn, chunk, settings) for chunk in _chunks(items, n)]
