@@ -15,6 +15,7 @@ from datetime import datetime
 
 from ingest import dedup
 from ingest.canonical import canonicalize
+from ingest.entities import expected_run
 from ingest.models import ArticleEntities, Failure, FetchResult
 from ingest.pipeline import PrepareOutcome, Prepared, StagePool, extract_entities, prepare_pages
 from ingest.settings import Settings
@@ -43,8 +44,12 @@ def failure_kind(failure: Failure, kinds: dict[str, str]) -> tuple[Failure, str]
     return failure, kinds.get(failure.url, "article")
 
 
-def process_fetched(ctx: RunContext, results: Sequence[FetchResult]) -> Counter:
-    """Clean, dedup, extract entities and load one batch of fetch results (200s, 304s and failures)."""
+def process_fetched(ctx: RunContext, results: Sequence[FetchResult], *, from_store: bool = False) -> Counter:
+    """Clean, dedup, extract entities and load one batch of fetch results (200s, 304s and failures).
+
+    `from_store`: the results were rebuilt from stored `pages` rows (re-processing), so the raw pages
+    are not written back and nothing counts as fetched.
+    """
     ok = [r for r in results if r.ok]
     outcome = PrepareOutcome()
     for part in ctx.pool.map(prepare_pages, ok, ctx.settings):
@@ -55,7 +60,8 @@ def process_fetched(ctx: RunContext, results: Sequence[FetchResult]) -> Counter:
         outcome.prepared,
         pages=list(results),
         failures=fetch_failures + outcome.failures,
-        extra_counts=Counter(fetched=len(ok), not_modified=sum(1 for r in results if r.not_modified)),
+        extra_counts=Counter(fetched=0 if from_store else len(ok), not_modified=sum(1 for r in results if r.not_modified)),
+        store_pages=not from_store,
     )
 
 
@@ -63,22 +69,37 @@ def _entity_targets(ctx: RunContext, prepared: Sequence[Prepared]) -> tuple[list
     """Split articles into those needing NER and exact duplicates that can reuse a canonical's entities.
 
     Returns (needs_ner, exact_copy_of) where exact_copy_of maps a duplicate's id to its canonical's id.
-    Reuse needs byte-identical text (mention offsets index into it). Unchanged articles that already
-    have entities are skipped: re-running an ingest does not run the model again.
+    Reuse needs byte-identical text (mention offsets index into it). Unchanged articles whose entities
+    come from the current model version are skipped: re-running an ingest (or re-processing) does not
+    run the model again, but a new model or normalisation version does.
     """
+    # The expected version is read from the installed model's files: no spaCy load in this process.
+    current = [(p.article.id, p.article.content_hash, *expected_run(p.article, ctx.settings.entities)) for p in prepared]
     with db.session(ctx.settings.db, read_only=True, timeout_s=ctx.settings.db_lock_timeout_s) as con:
-        unchanged = queries.unchanged_with_entities(con, [(p.article.id, p.article.content_hash) for p in prepared])
+        unchanged = queries.unchanged_with_entities(con, current)
         owners = queries.existing_content_hashes(con, [p.article.content_hash for p in prepared])
         owner_texts = queries.article_texts(con, list(set(owners.values())))
+        # An owner outside this batch whose entities are from an older model version must not be
+        # copied (the copy would be stale too); byte-identical text gives it the same expected run.
+        expected = {i: (m, v) for i, _h, m, v in current}
+        owners_current = queries.unchanged_with_entities(
+            con, [(owners[p.article.content_hash], p.article.content_hash, *expected[p.article.id]) for p in prepared if p.article.content_hash in owners]
+        )
+    in_batch = {p.article.id for p in prepared if p.article.id not in unchanged}
     needs, copy_of = [], {}
     first_in_batch: dict[str, Prepared] = {}
-    for p in sorted(prepared, key=lambda p: (p.article.fetched_at, p.article.id)):
+    # Same order as dedup's canonical choice, so a duplicate copies from the article dedup calls canonical.
+    def order(p: Prepared) -> tuple:
+        return dedup.canonical_order(min(ctx.started_at, p.article.fetched_at), p.article.published_at, p.article.id)
+
+    for p in sorted(prepared, key=order):
         a = p.article
         if a.id in unchanged:
             continue
         owner = owners.get(a.content_hash)
         twin = first_in_batch.get(a.content_hash)
-        if owner is not None and owner != a.id and owner_texts.get(owner) == a.text:
+        owner_usable = owner is not None and (owner in owners_current or owner in in_batch)
+        if owner_usable and owner != a.id and owner_texts.get(owner) == a.text:
             copy_of[a.id] = owner
         elif twin is not None and twin.article.text == a.text:
             copy_of[a.id] = twin.article.id
@@ -96,8 +117,9 @@ def load_prepared(
     failures: Sequence[Failure] = (),
     aliases: Sequence[tuple[str, str]] = (),
     extra_counts: Counter | None = None,
+    store_pages: bool = True,
 ) -> Counter:
-    """Dedup, NER and load already-prepared articles plus the batch's raw pages and failures."""
+    """Dedup, NER and load already-prepared articles plus the batch's raw pages (unless store_pages=False) and failures."""
     s = ctx.settings
     needs_ner, copy_of = _entity_targets(ctx, prepared)
     entity_results: list[ArticleEntities] = []
@@ -109,7 +131,8 @@ def load_prepared(
     succeeded_urls = [r.url for r in pages if r.ok] + [p.article.page_url for p in prepared]
     failed_urls = {f.url for f in failures}
     with ctx.write() as con, db.transaction(con):
-        loads.save_pages(con, pages, ctx.run_id)
+        if store_pages:
+            loads.save_pages(con, pages, ctx.run_id)
         articles = [p.article for p in prepared]
         write = loads.save_articles(con, articles, ctx.run_id, seen_at=ctx.started_at)
         url_pairs = []

@@ -14,9 +14,10 @@ import sys
 from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TextIO
 
 import flows  # noqa: F401  (sets Prefect defaults before Prefect is imported)
+from flows import deploy, reingest_cli
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -50,8 +51,9 @@ def _cell(v: Any) -> str:
     return str(v).replace("\n", " ")
 
 
-def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], out=sys.stdout, max_width: int = 80) -> None:  # noqa: ANN001
+def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], out: TextIO | None = None, max_width: int = 80) -> None:
     """Print rows as an aligned plain-text table (cells cut at max_width characters)."""
+    out = out or sys.stdout
     cells = [[_cell(v)[:max_width] for v in row] for row in rows]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
     out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip() + "\n")
@@ -129,8 +131,10 @@ def _print_failures(run_id: int) -> None:
 def cmd_ingest(args: argparse.Namespace) -> int:
     """Run the ingest flow over configured or ad-hoc sources."""
     from flows import progress
-    from flows.ingest import ingest
+    from flows.ingest import ingest, select_sources
 
+    # Validate the configuration before starting Prefect, so a bad sources.toml is one clear line.
+    select_sources(_settings(), args.source or None, args.feed or None, args.urls, args.path)
     bar, reporter = _progress_reporter()
     progress.install(reporter)
     try:
@@ -230,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=["table", "csv", "json"], default="table", help="output format (default table)")
     s.add_argument("--max-width", type=int, default=80, help="cut table cells at this many characters (default 80)")
     s.set_defaults(func=cmd_sql)
+    reingest_cli.register_cli(sub)  # newsflow reingest
+    deploy.register_cli(sub)  # newsflow server, serve
     return p
 
 

@@ -18,6 +18,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows import progress
 from flows.batch import RunContext, process_fetched, record_discovery
+from flows.compute import SettingsTaskRunner
 from flows.run import warehouse_run
 from ingest.canonical import canonicalize
 from ingest.discover import DiscoveryResult, discover
@@ -107,12 +108,14 @@ def configured_hosts(sources: Sequence[Source]) -> set[str]:
 def plan_fetches(ctx: RunContext, items: list[DiscoveredItem], sources: list[Source]) -> list[FetchRequest]:
     """Incremental plan: new URLs, URLs whose feed says they changed, and failed URLs whose retry is due.
 
-    Articles on the same host as a source the user configured count as user-configured for the SSRF
-    guard (an intranet feed may link its own intranet articles); links to any other private address
-    are still refused.
+    Articles on the same host as a source the user configured, and URLs from the user's own URL lists,
+    count as user-configured for the SSRF guard (an intranet feed may link its own intranet articles);
+    links to any other private address are still refused.
     """
     source_names = [s.name for s in sources]
     trusted = configured_hosts(sources)
+    # URLs the user listed themselves (a `urls` file) are user-configured, wherever they point.
+    listed = {s.name for s in sources if s.kind == SourceKind.urls}
     s = ctx.settings
     # One item per article identity: alias URLs (tracking parameters, www., AMP) collapse to one fetch,
     # but we fetch the URL as discovered, since the canonical form need not be served (or mirrored).
@@ -139,7 +142,7 @@ def plan_fetches(ctx: RunContext, items: list[DiscoveredItem], sources: list[Sou
         reqs.append(
             FetchRequest(
                 url=url, source=source, etag=etag, last_modified=last_modified,
-                user_configured=urlsplit(url).netloc.lower() in trusted,
+                user_configured=urlsplit(url).netloc.lower() in trusted or source in listed,
             )
         )
     return reqs
@@ -189,7 +192,8 @@ def fetch_and_process(ctx: RunContext, requests: list[FetchRequest], mirrors: di
         process_batch(ctx, results)
 
 
-@flow(name="ingest", log_prints=False, validate_parameters=True)
+# Threads or Dask, chosen per run from NEWSFLOW_TASK_RUNNER (see flows/compute.py).
+@flow(name="ingest", log_prints=False, validate_parameters=True, task_runner=SettingsTaskRunner())
 def ingest(
     sources: list[str] | None = None,
     feeds: list[str] | None = None,
@@ -197,7 +201,11 @@ def ingest(
     path: str | None = None,
     trigger: str = "cli",
 ) -> dict[str, int]:
-    """Ingest the given sources (default: every enabled source in sources.toml) into the warehouse."""
+    """Ingest the given sources (default: every enabled source in sources.toml) into the warehouse.
+
+    `trigger` labels the run for `cli` callers; deployment runs are labelled from Prefect's own
+    record instead ('schedule' or 'manual', see flows.run.resolve_trigger).
+    """
     settings = Settings()
     selected, mirrors = select_sources(settings, sources, feeds, urls_file, path)
     params = {"sources": sources, "feeds": feeds, "urls_file": urls_file, "path": path}

@@ -188,15 +188,19 @@ def run_failures(con: duckdb.DuckDBPyConnection, run_id: int) -> list[tuple[Any,
     ).fetchall()
 
 
-def unchanged_with_entities(con: duckdb.DuckDBPyConnection, items: Sequence[tuple[str, str]]) -> set[str]:
-    """Ids whose stored article has the same content hash and already has its entities."""
+def unchanged_with_entities(con: duckdb.DuckDBPyConnection, items: Sequence[tuple[str, str, str, str]]) -> set[str]:
+    """Ids of (id, content_hash, model, model_version) items whose stored article has that hash and entities from that model version.
+
+    Comparing the model version too means a new spaCy model or normalisation re-runs NER on unchanged text.
+    """
     if not items:
         return set()
-    schema = pa.schema([("id", pa.string()), ("h", pa.string())])
-    with registered(con, "want_items", [{"id": i, "h": h} for i, h in items], schema):
+    schema = pa.schema([("id", pa.string()), ("h", pa.string()), ("model", pa.string()), ("version", pa.string())])
+    rows_in = [{"id": i, "h": h, "model": m, "version": v} for i, h, m, v in items]
+    with registered(con, "want_items", rows_in, schema):
         rows = con.execute(
             "SELECT w.id FROM want_items w JOIN articles a ON a.id = w.id AND a.content_hash = w.h "
-            "JOIN article_entity_runs r ON r.article_id = a.id"
+            "JOIN article_entity_runs r ON r.article_id = a.id AND r.model = w.model AND r.model_version = w.version"
         ).fetchall()
     return {i for (i,) in rows}
 
