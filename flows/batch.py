@@ -157,9 +157,9 @@ def load_prepared(
             batch = [(p.article, p.fingerprint) for p in prepared if p.article.id in touched]
             first_seen = queries.articles_first_seen(con, [a.id for a, _ in batch])
             matches = dedup.decide(batch, candidates, s.dedup, first_seen=first_seen)
-            dedup_store.save_duplicates(con, matches, ctx.run_id, checked_ids=[a.id for a, _ in batch])
-            matches = [m for m in matches if m.article_id in touched]
-            counts["duplicates"] += len(matches)
+            # Counted as rows written: with several batches per run the canonical may be the article of
+            # an earlier batch, and then the earlier article's row is what changes.
+            counts["duplicates"] += dedup_store.save_duplicates(con, matches, ctx.run_id, checked_ids=[a.id for a, _ in batch])
 
         if entity_results:
             first_seen = queries.articles_first_seen(con, [e.article_id for e in entity_results])

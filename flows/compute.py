@@ -35,10 +35,17 @@ def local_cluster_kwargs(settings: Settings) -> dict[str, Any]:
     }
 
 
+def quiet_dask_logs() -> None:
+    """Keep distributed's start-up chatter (e.g. the jupyter-server-proxy hint) out of normal runs."""
+    for name in ("distributed", "distributed.http.proxy", "distributed.scheduler", "distributed.nanny", "distributed.worker"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def make_task_runner(settings: Settings) -> TaskRunner:
     """The concrete task runner for one flow run, per settings."""
     if settings.task_runner != "dask":
         return ThreadPoolTaskRunner()
+    quiet_dask_logs()
     try:
         from prefect_dask import DaskTaskRunner
     except ImportError:

@@ -6,16 +6,18 @@ import codecs
 import re
 import unicodedata
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from functools import lru_cache
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import charset_normalizer
-from ingest.canonical import canonicalize
 import trafilatura
 from lxml.html import HtmlElement
 from tld import get_fld
 from trafilatura.utils import load_html
+
+from ingest.canonical import canonicalize
 
 from ingest.errors import TerminalError
 from ingest.models import Article, FetchResult, article_id_for
@@ -25,7 +27,7 @@ from ingest.settings import CleanSettings
 EXTRACTOR_NAME = "trafilatura"
 # Bump the suffix whenever decoding, extraction options or clean_text rules change: re-processing
 # compares it to decide whether stored output may differ from what this code would produce now.
-EXTRACTOR_VERSION = f"{trafilatura.__version__}+newsflow.1"
+EXTRACTOR_VERSION = f"{trafilatura.__version__}+newsflow.2"
 
 # ---------------------------------------------------------------------------------------------
 # Decoding
@@ -403,6 +405,41 @@ def _split_authors(author: str | None) -> list[str]:
     return names
 
 
+_PUBLISHED_XPATH = (
+    '//meta[@property="article:published_time" or @name="article:published_time" or @itemprop="datePublished"'
+    ' or @name="pubdate" or @name="publishdate"]/@content'
+    ' | //time[@itemprop="datePublished"]/@datetime'
+)
+_JSONLD_PUBLISHED = re.compile(r'"datePublished"\s*:\s*"([^"]{10,40})"')
+
+
+def _declared_published(tree: Any) -> list[datetime]:
+    """Publication timestamps the page declares (meta tags, microdata, JSON-LD), with their time of day."""
+    values = [str(v) for v in tree.xpath(_PUBLISHED_XPATH)]
+    for script in tree.xpath('//script[@type="application/ld+json"]/text()'):
+        values.extend(_JSONLD_PUBLISHED.findall(str(script)))
+    out = []
+    for v in values:
+        dt = _parse_date(v)
+        if dt is not None:
+            out.append(dt)
+    return out
+
+
+def _precise_date(found: datetime | None, declared: list[datetime]) -> datetime | None:
+    """htmldate's date, with the time of day from a declared timestamp of the same day when there is one.
+
+    htmldate returns dates only (midnight); the time matters for ordering same-day stories, e.g. an
+    original and its syndicated copy.
+    """
+    if found is None:
+        return declared[0] if declared else None
+    for dt in declared:
+        if dt.date() == found.date() or abs(dt - found) <= timedelta(hours=14):
+            return dt
+    return found
+
+
 def _parse_date(value: str | None) -> datetime | None:
     """htmldate output ('2023-03-01T10:20:00+0530' or '2023-03-01') -> aware UTC datetime (naive = UTC)."""
     if not value:
@@ -469,6 +506,7 @@ def clean(page: FetchResult, settings: CleanSettings) -> Article:
     # Read these before extraction: trafilatura prunes the tree it is given.
     html_canonical = _html_canonical(tree)
     declared_lang = _declared_language(tree)
+    declared_published = _declared_published(tree)
 
     doc = trafilatura.bare_extraction(
         tree,
@@ -507,7 +545,7 @@ def clean(page: FetchResult, settings: CleanSettings) -> Article:
         title=title,
         text=text,
         authors=_split_authors(doc.author),
-        published_at=_parse_date(doc.date),
+        published_at=_precise_date(_parse_date(doc.date), declared_published),
         language=language,
         site_name=(doc.sitename or "").strip() or None,
         description=(doc.description or "").strip() or None,

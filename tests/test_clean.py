@@ -352,3 +352,10 @@ def test_clean_text_normalises_whitespace_and_keeps_paragraphs() -> None:
     assert clean_text("  One\u00a0 two\u200b.  \n\n\n Three.\t\n") == "One two.\n\nThree."
     # A lone "#1" style line or a sentence with a hashtag is content, not a hashtag line.
     assert clean_text("Why #MeToo changed hiring, in five charts.") == "Why #MeToo changed hiring, in five charts."
+
+
+def test_published_at_keeps_the_declared_time_of_day() -> None:
+    # htmldate finds the date only; the page's article:published_time gives the time (orders same-day copies).
+    html = (Path(__file__).resolve().parent.parent / "seeds/demo_site/northwire/stories/2023-03-02/us-russia-diplomats-brief-talks-new-delhi.html").read_bytes()
+    art = clean(fetch(html, url="https://northwire.example/stories/x.html"), CleanSettings())
+    assert art.published_at == datetime(2023, 3, 2, 18, 20, tzinfo=timezone.utc)

@@ -63,6 +63,10 @@ def cluster() -> Iterator[object]:
     """A real local Dask cluster: 2 worker processes with 1 thread each, on loopback."""
     from distributed import Client, LocalCluster
 
+    from flows.compute import quiet_dask_logs
+
+    quiet_dask_logs()
+
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as lc:
         with Client(lc) as client:
             yield client
