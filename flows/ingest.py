@@ -6,7 +6,7 @@ task runs cost ~24 ms of CPU each and can stall the Prefect API.
 
 from __future__ import annotations
 
-from collections import Counter
+import hashlib
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -166,8 +166,6 @@ def process_batch(ctx: RunContext, results: list[FetchResult]) -> dict[str, int]
 @task(name="filter-local-pages", cache_policy=NO_CACHE)
 def new_local_pages(ctx: RunContext, pages: list[FetchResult]) -> list[FetchResult]:
     """Drop saved pages (html dir, WARC) whose body is already stored unchanged."""
-    import hashlib
-
     s = ctx.settings
     keyed = [(p.url, hashlib.sha256(p.body or b"").hexdigest()) for p in pages]
     with db.session(s.db, read_only=True, timeout_s=s.db_lock_timeout_s) as con:
@@ -175,20 +173,21 @@ def new_local_pages(ctx: RunContext, pages: list[FetchResult]) -> list[FetchResu
     return [p for p in pages if p.url not in known]
 
 
-def _batches(items: Sequence[Any], size: int) -> list[list[Any]]:
+def batches(items: Sequence[Any], size: int) -> list[list[Any]]:
+    """Consecutive slices of at most `size` items: one task per slice."""
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
 
 
 def fetch_and_process(ctx: RunContext, requests: list[FetchRequest], mirrors: dict[str, str]) -> None:
     """Fetch batch i+1 while batch i is processed; loads stay sequential (one writer)."""
-    batches = _batches(requests, ctx.settings.batch_size)
-    if not batches:
+    slices = batches(requests, ctx.settings.batch_size)
+    if not slices:
         return
-    next_fetch = fetch_batch.submit(ctx.settings, batches[0], mirrors)
-    for i in range(len(batches)):
+    next_fetch = fetch_batch.submit(ctx.settings, slices[0], mirrors)
+    for i in range(len(slices)):
         results = next_fetch.result()
-        if i + 1 < len(batches):
-            next_fetch = fetch_batch.submit(ctx.settings, batches[i + 1], mirrors)
+        if i + 1 < len(slices):
+            next_fetch = fetch_batch.submit(ctx.settings, slices[i + 1], mirrors)
         process_batch(ctx, results)
 
 
@@ -215,7 +214,7 @@ def ingest(
         local = new_local_pages(ctx, found.pages)
         requests = plan_fetches(ctx, found.items, selected)
         progress.expect("process", len(local) + len(requests))
-        for batch in _batches(local, settings.batch_size):
+        for batch in batches(local, settings.batch_size):
             process_batch(ctx, batch)
         fetch_and_process(ctx, requests, mirrors)
         return {"run_id": ctx.run_id, **dict(ctx.counts)}

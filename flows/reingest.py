@@ -26,7 +26,7 @@ from prefect.cache_policies import NO_CACHE
 from flows import progress
 from flows.batch import RunContext, load_prepared, process_fetched
 from flows.compute import SettingsTaskRunner
-from flows.ingest import configured_hosts, fetch_and_process, retry_if_retryable
+from flows.ingest import batches, configured_hosts, fetch_and_process, retry_if_retryable
 from flows.run import warehouse_run
 from ingest.errors import ConfigError, NewsflowError
 from ingest.models import Failure, FetchRequest
@@ -129,10 +129,6 @@ def selection_counts(targets: Sequence[Target], mode: str) -> dict[str, int]:
     }
 
 
-def _batches(items: Sequence[Any], size: int) -> list[list[Any]]:
-    return [list(items[i : i + size]) for i in range(0, len(items), size)]
-
-
 @task(name="select-reingest", cache_policy=NO_CACHE)
 def select_targets(settings: Settings, selector: Selector) -> list[Target]:
     """Read the selected targets from the warehouse (read-only)."""
@@ -197,7 +193,7 @@ def refetch(ctx: RunContext, targets: Sequence[Target]) -> None:
 
 def reprocess(ctx: RunContext, targets: Sequence[Target]) -> None:
     """Re-process the selected stored pages batch by batch (no network)."""
-    for batch in _batches([t for t in targets if t.has_body], ctx.settings.batch_size):
+    for batch in batches([t for t in targets if t.has_body], ctx.settings.batch_size):
         reprocess_batch(ctx, batch)
 
 
@@ -235,7 +231,7 @@ def reingest(
         seeds = [t for t in targets if t.is_seed]
         pages = [t for t in targets if not t.is_seed]
         progress.expect("process", len(targets))
-        for batch in _batches(seeds, settings.batch_size):
+        for batch in batches(seeds, settings.batch_size):
             reprocess_seeds(ctx, batch)
         if mode == "refetch":
             refetch(ctx, pages)
