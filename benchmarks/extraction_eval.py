@@ -103,8 +103,9 @@ def _init_worker() -> None:
     import trafilatura  # noqa: F401
 
     import ingest.clean  # noqa: F401
+    from ingest.language import detect_language
 
-    ingest.clean._stopword_index()
+    detect_language("the stop-word profiles load on first use " * 3)
 
 
 def _warmup(_: int) -> None:

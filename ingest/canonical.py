@@ -1,11 +1,14 @@
-"""URL identity: one canonical form per article URL, so tracking, AMP and cosmetic variants collapse."""
+"""URL identity: one canonical form per article URL, so tracking, AMP and cosmetic variants collapse;
+and which URL a fetched page declares as its canonical."""
 
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from collections.abc import Iterable
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 from courlan import normalize_url, scrub_url
+from tld import get_fld
 
 # courlan already drops most trackers (utm_*, fbclid, gclid, mc_*, ref, ...); these are the ones it keeps
 # but that never change which article a URL shows. Matched on the lower-cased parameter name.
@@ -66,3 +69,33 @@ def canonicalize(url: str) -> str:
     if not host:
         return raw
     return urlunsplit((parts.scheme, host, _clean_path(parts.path), _clean_query(parts.query), ""))
+
+
+def registered_domain(url: str) -> str | None:
+    """Registered domain (public-suffix aware: news.bbc.co.uk -> bbc.co.uk); the bare host for IPs/localhost."""
+    fld = get_fld(url, fail_silently=True)
+    if fld:
+        return fld.lower()
+    host = urlsplit(url).hostname
+    return host.lower() if host else None
+
+
+def html_canonical(links: Iterable[object]) -> str | None:
+    """href of the first <link rel="canonical"> among lxml <link> elements (rel may hold several tokens)."""
+    for link in links:
+        rel = (link.get("rel") or "").lower().split()  # type: ignore[attr-defined]
+        if "canonical" in rel and link.get("href"):  # type: ignore[attr-defined]
+            return link.get("href")  # type: ignore[attr-defined]
+    return None
+
+
+def canonical_url_of(page_url: str, declared_canonical: str | None) -> str:
+    """An article's canonical URL: the page's rel=canonical if on the same registered domain, else the fetched URL; normalised."""
+    url = page_url
+    if declared_canonical and declared_canonical.strip():
+        candidate = urljoin(page_url, declared_canonical.strip())
+        # A canonical on another site (syndicated copy -> original) is ignored: the copy keeps its own
+        # URL so dedup can link it to the original instead of silently merging two sources.
+        if urlsplit(candidate).scheme in ("http", "https") and registered_domain(candidate) == registered_domain(page_url):
+            url = candidate
+    return canonicalize(url)

@@ -11,7 +11,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 from xml.etree.ElementTree import Element
@@ -20,6 +20,8 @@ import feedparser
 from pydantic import BaseModel, Field
 from warcio.archiveiterator import ArchiveIterator
 
+from ingest.dates import parse_datetime
+from ingest.decode import is_html_type, looks_like_html
 from ingest.errors import NewsflowError, TerminalError
 from ingest.models import DiscoveredItem, Failure, FetchRequest, FetchResult, utcnow
 from ingest.safexml import gunzip_capped, is_gzip, local_name, parse_xml, reject_entities
@@ -39,13 +41,8 @@ MAX_URL_LENGTH = 4096
 # Local pages and WARC payloads get the same size cap as a fetched body, so every stage downstream
 # sees bodies of the same bounded size whatever their origin.
 MAX_PAGE_BYTES: int = FetchSettings.model_fields["max_body_bytes"].default
-HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 HTML_SUFFIXES = frozenset({".html", ".htm"})
 
-_HTML_START_RE = re.compile(
-    rb"^(?:\s|<\?xml[^>]*>|<!--.*?-->)*<(?:!doctype\s+html|html[\s>/]|head[\s>]|body[\s>])",
-    re.IGNORECASE | re.DOTALL,
-)
 # bozo flags that say nothing about well-formedness (a missing/odd Content-Type, an encoding
 # override that still decoded): they must not turn an empty but valid feed into "malformed".
 _BENIGN_BOZO = (feedparser.NonXMLContentType, feedparser.CharacterEncodingOverride)
@@ -78,11 +75,6 @@ class DiscoveryResult(BaseModel):
 # --------------------------------------------------------------------------- small helpers
 
 
-def _aware_utc(dt: datetime) -> datetime:
-    """Naive datetimes are taken as UTC (feeds and sitemaps without an offset mean UTC in practice)."""
-    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
-
-
 def _from_struct(st: time.struct_time | None) -> datetime | None:
     """feedparser's UTC struct_time -> aware datetime (None when absent or out of range)."""
     if not st:
@@ -90,32 +82,6 @@ def _from_struct(st: time.struct_time | None) -> datetime | None:
     try:
         return datetime.fromtimestamp(calendar.timegm(st), tz=timezone.utc)
     except (OverflowError, ValueError, OSError):
-        return None
-
-
-def parse_w3c_datetime(value: str | None) -> datetime | None:
-    """Parse a W3C datetime (YYYY, YYYY-MM, YYYY-MM-DD, full ISO 8601) into aware UTC, None if invalid."""
-    if not value:
-        return None
-    s = value.strip()
-    if not s:
-        return None
-    try:
-        if re.fullmatch(r"\d{4}", s):
-            return datetime(int(s), 1, 1, tzinfo=timezone.utc)
-        if re.fullmatch(r"\d{4}-\d{2}", s):
-            return datetime(int(s[:4]), int(s[5:7]), 1, tzinfo=timezone.utc)
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", s):
-            d = date.fromisoformat(s)
-            return datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
-        # fromisoformat in 3.11 accepts 'Z', offsets and fractions; a space separator is common too.
-        return _aware_utc(datetime.fromisoformat(s.replace(" ", "T", 1)))
-    except ValueError:
-        pass
-    # Some sitemaps use RFC 822 dates (copied from RSS).
-    try:
-        return _aware_utc(email.utils.parsedate_to_datetime(s))
-    except (TypeError, ValueError, IndexError):
         return None
 
 
@@ -156,11 +122,6 @@ def _clean_url(raw: str | None, base: str, *, allow_file: bool = False) -> str |
     return urlunsplit((scheme, parts.netloc, parts.path or ("/" if scheme != "file" else ""), parts.query, ""))
 
 
-def _looks_like_html(body: bytes) -> bool:
-    """True when the body starts like an HTML page (after any XML declaration and comments)."""
-    return bool(_HTML_START_RE.match(body.lstrip(b"\xef\xbb\xbf")[:4096]))
-
-
 def location_url(source: Source) -> str:
     """The source location as a URL: http(s) as is, local paths as file:// URIs."""
     if source.is_remote:
@@ -188,7 +149,7 @@ def parse_feed(body: bytes, url: str, source: str, content_type: str | None = No
     # feedparser runs its own expat/sgml parsers, so entity declarations are refused up front,
     # before any parser gets a chance to expand them.
     reject_entities(body, url)
-    if _looks_like_html(body):
+    if looks_like_html(body):
         raise _not_a_feed(body, url)
 
     # feedparser's own URI joining mangles file:// bases (file:///a/b -> file://a/...); for local
@@ -229,8 +190,7 @@ def parse_feed(body: bytes, url: str, source: str, content_type: str | None = No
         )
 
     if not items:
-        is_html_type = bool(content_type) and content_type.split(";")[0].strip().lower() in HTML_TYPES
-        if is_html_type and not parsed.get("version"):
+        if is_html_type(content_type) and not parsed.get("version"):
             raise _not_a_feed(body, url)
         if parsed.get("bozo") and not isinstance(parsed.get("bozo_exception"), _BENIGN_BOZO):
             raise TerminalError(
@@ -292,7 +252,7 @@ def parse_sitemap(body: bytes, url: str, source: str) -> SitemapPage:
     head = body.lstrip(b"\xef\xbb\xbf \t\r\n")
     if not head.startswith(b"<"):
         return _parse_text_sitemap(head, url, source, allow_file)
-    if _looks_like_html(head):
+    if looks_like_html(head):
         raise TerminalError(f"{url}: got an HTML page, not a sitemap", reason="not_a_sitemap")
 
     root = parse_xml(body, url=url, malformed_reason="malformed_sitemap")
@@ -316,9 +276,9 @@ def parse_sitemap(body: bytes, url: str, source: str) -> SitemapPage:
                 continue
             seen.add(loc)
             news = _child(el, "news")
-            pub = parse_w3c_datetime(_child_text(news, "publication_date")) if news is not None else None
+            pub = parse_datetime(_child_text(news, "publication_date")) if news is not None else None
             title = _child_text(news, "title") if news is not None else None
-            lastmod = parse_w3c_datetime(_child_text(el, "lastmod")) or pub
+            lastmod = parse_datetime(_child_text(el, "lastmod")) or pub
             page.items.append(
                 DiscoveredItem(
                     url=loc, source=source, via=url, title=title,
@@ -330,7 +290,7 @@ def parse_sitemap(body: bytes, url: str, source: str) -> SitemapPage:
             if loc is None or loc in seen:
                 continue
             seen.add(loc)
-            children.append((loc, _trusted_lastmod(parse_w3c_datetime(_child_text(el, "lastmod")), now)))
+            children.append((loc, _trusted_lastmod(parse_datetime(_child_text(el, "lastmod")), now)))
     # Archive indexes usually list children oldest first; newest first makes a document cap keep
     # the children that can hold new articles. sorted() is stable, so undated children keep their order.
     floor = datetime.min.replace(tzinfo=timezone.utc)
@@ -492,7 +452,7 @@ def _warc_record_to_result(rec, source: str) -> FetchResult | None:
     if not url.lower().startswith(("http://", "https://")):
         return None
     date_s = rec.rec_headers.get_header("WARC-Date")
-    fetched_at = parse_w3c_datetime(date_s) or utcnow()
+    fetched_at = parse_datetime(date_s) or utcnow()
     if rec.rec_type == "resource" or rec.http_headers is None:
         # resource records (e.g. warcit) store the document itself: no HTTP status or headers.
         status, headers_ct, etag, last_mod = 200, rec.rec_headers.get_header("Content-Type"), None, None
@@ -504,8 +464,7 @@ def _warc_record_to_result(rec, source: str) -> FetchResult | None:
         headers_ct = rec.http_headers.get_header("Content-Type")
         etag = rec.http_headers.get_header("ETag")
         last_mod = rec.http_headers.get_header("Last-Modified")
-    mime = (headers_ct or "").split(";")[0].strip().lower()
-    if mime not in HTML_TYPES:
+    if not is_html_type(headers_ct):
         return None
     if 300 <= status < 400:
         return None  # a redirect capture has no page; crawlers record the target as its own record

@@ -628,7 +628,7 @@ def _same_endpoint(origin: tuple[int, list[str]], port: int, ips: list[str]) -> 
     if set(ips) <= set(o_ips):
         return True
     def loopback(x: str) -> bool:
-        a = netguard._ip_literal(x)
+        a = netguard.ip_literal(x)
         return a is not None and (a.is_loopback or (getattr(a, "ipv4_mapped", None) is not None and a.ipv4_mapped.is_loopback))
     return all(loopback(i) for i in ips) and all(loopback(i) for i in o_ips)
 

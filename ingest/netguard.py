@@ -18,7 +18,7 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 def resolve(host: str, port: int) -> list[str]:
     """All IP addresses `host` resolves to (IP literals are returned as-is, without a lookup)."""
-    literal = _ip_literal(host)
+    literal = ip_literal(host)
     if literal is not None:
         return [str(literal)]
     try:
@@ -37,7 +37,7 @@ def resolve(host: str, port: int) -> list[str]:
 
 def is_public_address(ip: str) -> bool:
     """True when `ip` is a globally routable unicast address (not private, loopback, link-local, ...)."""
-    addr = _ip_literal(ip)
+    addr = ip_literal(ip)
     if addr is None:
         return False
     # Addresses that embed an IPv4 address are judged by what they really reach.
@@ -101,7 +101,7 @@ def all_public(ips: list[str]) -> bool:
     return bool(ips) and all(is_public_address(ip) for ip in ips)
 
 
-def _ip_literal(host: str) -> IPAddress | None:
+def ip_literal(host: str) -> IPAddress | None:
     """The address if `host` is an IP literal (brackets and zone ids tolerated), else None."""
     h = host.strip("[]").split("%", 1)[0]
     try:

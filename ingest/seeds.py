@@ -6,7 +6,10 @@ import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from ingest.clean import EXTRACTOR_VERSION, clean_text, decode_body, detect_language, is_residue_line, same_title, split_paragraphs
+from ingest.clean import EXTRACTOR_VERSION
+from ingest.decode import decode_body
+from ingest.language import detect_language
+from ingest.residue import clean_text, is_residue_line, same_title, split_paragraphs
 from ingest.errors import TerminalError
 from ingest.models import Article, article_id_for
 

@@ -8,16 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from ingest.canonical import canonicalize
-from ingest.clean import (
-    EXTRACTOR_NAME,
-    EXTRACTOR_VERSION,
-    canonical_url_of,
-    clean,
-    clean_text,
-    decode_body,
-    detect_language,
-)
+from ingest.canonical import canonical_url_of, canonicalize
+from ingest.clean import EXTRACTOR_NAME, EXTRACTOR_VERSION, clean
+from ingest.decode import decode_body
+from ingest.language import detect_language
+from ingest.residue import clean_text
 from ingest.errors import TerminalError
 from ingest.models import FetchResult, article_id_for
 from ingest.settings import CleanSettings
@@ -155,29 +150,29 @@ def test_same_domain_canonical_is_used_and_normalised(article_page: bytes) -> No
 
 def test_canonical_on_sibling_subdomain_counts_as_same_site() -> None:
     page = fetch(b"", url="https://amp.paper.co.uk/story/1")
-    assert canonical_url_of(page, "https://www.paper.co.uk/story/1") == "https://paper.co.uk/story/1"
+    assert canonical_url_of(page.final_url or page.url, "https://www.paper.co.uk/story/1") == "https://paper.co.uk/story/1"
 
 
 def test_relative_canonical_is_resolved() -> None:
     page = fetch(b"", url="https://news.example.org/a/b?x=1")
-    assert canonical_url_of(page, "/a/b") == "https://news.example.org/a/b"
+    assert canonical_url_of(page.final_url or page.url, "/a/b") == "https://news.example.org/a/b"
 
 
 def test_cross_domain_canonical_is_ignored() -> None:
     # A syndicated copy pointing at the original site keeps its own URL so dedup can flag it.
     page = fetch(b"", url="https://www.syndicator.example.net/wire/blinken-g20")
-    assert canonical_url_of(page, "https://www.original.example.com/news/blinken-g20") == (
+    assert canonical_url_of(page.final_url or page.url, "https://www.original.example.com/news/blinken-g20") == (
         "https://syndicator.example.net/wire/blinken-g20"
     )
     # Same registered-domain check must be public-suffix aware: two different .co.uk sites.
     page = fetch(b"", url="https://www.one.co.uk/story")
-    assert canonical_url_of(page, "https://www.two.co.uk/story") == "https://one.co.uk/story"
+    assert canonical_url_of(page.final_url or page.url, "https://www.two.co.uk/story") == "https://one.co.uk/story"
 
 
 def test_missing_or_bad_canonical_falls_back_to_final_url() -> None:
     page = fetch(b"", url="https://example.com/old", final_url="https://Example.com/new#top")
-    assert canonical_url_of(page, None) == "https://example.com/new"
-    assert canonical_url_of(page, "javascript:void(0)") == "https://example.com/new"
+    assert canonical_url_of(page.final_url or page.url, None) == "https://example.com/new"
+    assert canonical_url_of(page.final_url or page.url, "javascript:void(0)") == "https://example.com/new"
 
 
 def test_cross_domain_canonical_in_page(article_page: bytes) -> None:

@@ -17,11 +17,11 @@ from ingest.discover import (
     discover,
     parse_feed,
     parse_sitemap,
-    parse_w3c_datetime,
     read_html_dir,
     read_url_list,
     read_warc,
 )
+from ingest.dates import parse_datetime as parse_w3c_datetime
 from ingest.errors import TerminalError
 from ingest.models import Failure, FetchRequest, FetchResult
 from ingest.safexml import gunzip_capped, has_entity_declarations
