@@ -22,6 +22,7 @@ from flows.compute import SettingsTaskRunner
 from flows.run import warehouse_run
 from ingest.canonical import canonicalize
 from ingest.discover import DiscoveryResult, discover
+from ingest.errors import is_retryable
 from ingest.fetch import fetch_all
 from ingest.models import DiscoveredItem, FetchRequest, FetchResult
 from ingest.settings import Settings
@@ -34,7 +35,7 @@ def retry_if_retryable(task: Any, task_run: Any, state: Any) -> bool:
     try:
         state.result()
     except Exception as exc:  # the task's own exception is re-raised here
-        return bool(getattr(exc, "retryable", False))
+        return is_retryable(exc)
     return False
 
 

@@ -1,19 +1,35 @@
-"""Error types that say whether an operation may be retried."""
+"""newsflow's one error hierarchy: every error says whether trying again later can succeed.
+
+    NewsflowError                 base; `reason` is the short code stored in `failures.reason`
+    ├── TransientError            may succeed later: timeouts, 5xx, 429, a busy warehouse (retried)
+    │   └── (warehouse.db.WarehouseBusy)
+    └── TerminalError             will not change by retrying: 404/410, robots, no text
+        ├── ConfigError           invalid configuration (settings, sources.toml, a missing extension)
+        └── UsageError            invalid command-line or flow input (a missing path, a bad date)
+
+Retry decisions use `isinstance(exc, TransientError)` (see `is_retryable`), never attributes or class
+names. The default for everything else, including exceptions that are not NewsflowErrors (a bug, an
+OSError, a DuckDB error), is **not retryable**: an unexpected failure is reported once, with its
+traceback, rather than repeated. The CLI maps ConfigError/UsageError to exit code 2 and every other
+failure of a run to exit code 1.
+"""
 
 from __future__ import annotations
 
 
 class NewsflowError(Exception):
-    """Base error; `retryable` tells callers whether trying again later can succeed."""
+    """Base error; `retryable` tells callers whether trying again later can succeed.
+
+    `retryable` is fixed by the class (TransientError: True, everything else: False); a failure that
+    is sometimes transient (an HTTP status) picks the class when it is raised.
+    """
 
     retryable: bool = False
 
-    def __init__(self, message: str, *, reason: str | None = None, retryable: bool | None = None) -> None:
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
         super().__init__(message)
         # `reason` is a short machine-readable code stored in `failures.reason`.
         self.reason = reason or type(self).__name__
-        if retryable is not None:
-            self.retryable = retryable
 
 
 class TransientError(NewsflowError):
@@ -29,4 +45,13 @@ class TerminalError(NewsflowError):
 
 
 class ConfigError(TerminalError):
-    """Invalid user configuration (settings or sources.toml)."""
+    """Invalid user configuration (settings, sources.toml, a missing extension or model)."""
+
+
+class UsageError(TerminalError):
+    """Invalid input to a command or flow (a path that does not exist, a date that does not parse)."""
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """True only for TransientError (and subclasses); the default for any other exception is False."""
+    return isinstance(exc, TransientError)

@@ -1,8 +1,4 @@
-"""`newsflow reingest`: the command-line face of flows/reingest.py.
-
-Kept apart from the flow module so that building the parser (every `newsflow` command) does not
-import Prefect; the flow is imported only when the command runs.
-"""
+"""`newsflow reingest`: the command-line face of flows/reingest.py (refetch or reprocess a selection)."""
 
 from __future__ import annotations
 
@@ -10,25 +6,28 @@ import argparse
 import sys
 from typing import Any
 
+from flows.cli._output import EXIT_OK, ProgressDisplay, load_settings, print_failures, summarise, usage_error
+
 MODES = ("refetch", "reprocess")
 WINDOW_ON = ("first_seen", "published")
 
 
-def cmd_reingest(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Re-ingest selected articles: fetch them again (refetch, default) or re-process their stored pages (reprocess)."""
     from flows import progress
-    from flows.cli import EXIT_OK, EXIT_USAGE, CliError, _print_failures, _progress_reporter, _summarise
-    from flows.reingest import reingest
 
     if args.until and not args.since:
-        raise CliError("--until needs --since", EXIT_USAGE)
+        raise usage_error("--until needs --since")
     if args.on != "first_seen" and not args.since:
-        raise CliError("--on applies to --since/--until only", EXIT_USAGE)
+        raise usage_error("--on applies to --since/--until only")
+    settings = load_settings()
     kwargs: dict[str, Any] = {
         "source": args.source, "url": args.url, "since": args.since, "until": args.until,
         "window_on": args.on, "failed": args.failed, "all": args.all, "mode": args.mode, "trigger": "cli",
     }
     if args.dry_run:
+        from flows.reingest import reingest
+
         result = reingest(**kwargs, dry_run=True)
         seeds = f" + {result['seeds']} seed files" if result["seeds"] else ""
         skipped = f"; {result['no_stored_page']} URLs have no stored page and would be skipped" if result["no_stored_page"] else ""
@@ -38,28 +37,26 @@ def cmd_reingest(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_OK
-    bar, reporter = _progress_reporter()
-    progress.install(reporter)
-    try:
-        if bar is not None:
-            with bar:
-                result = reingest(**kwargs)
-        else:
+    with ProgressDisplay("starting Prefect") as display:
+        progress.install(display.report)
+        try:
+            from flows.reingest import reingest
+
             result = reingest(**kwargs)
-    finally:
-        progress.install(None)
+        finally:
+            progress.install(None)
     print(f"re-ingested {result['articles']} articles ({result['urls']} URLs) from {result['selection']} ({args.mode})", file=sys.stderr)
-    print(_summarise(result), file=sys.stderr)
-    _print_failures(result["run_id"])
+    print(summarise(result), file=sys.stderr)
+    print_failures(settings, result["run_id"])
     return EXIT_OK
 
 
-def register_cli(sub: Any) -> None:
-    """Add the `reingest` subcommand to the `newsflow` argparse subparsers."""
+def register(sub: Any) -> None:
+    """Add `newsflow reingest`."""
     s = sub.add_parser(
         "reingest",
         help="fetch again or re-process selected articles (source, URL pattern, time window, failed, all)",
-        description=cmd_reingest.__doc__,
+        description=run.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=(
             "modes:\n"
@@ -90,4 +87,4 @@ def register_cli(sub: Any) -> None:
         help="refetch: fetch again from the network (default); reprocess: re-run clean/dedup/NER on stored pages",
     )
     s.add_argument("--dry-run", action="store_true", help="print what would be re-ingested and change nothing")
-    s.set_defaults(func=cmd_reingest)
+    s.set_defaults(func=run)

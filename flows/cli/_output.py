@@ -1,0 +1,333 @@
+"""What every `newsflow` command shares: exit codes, one-line errors and their log file, tables,
+CSV/JSON cells, the spinner/progress display and run summaries.
+
+This module imports nothing else from the CLI package, and nothing heavy at import time (no Prefect,
+no DuckDB, no rich): commands that run no flow must answer in well under a second.
+
+Exit codes: 0 done (items may have failed; they are recorded), 1 the run could not complete,
+2 bad usage or configuration (nothing was written, Prefect was not started).
+
+Errors: `describe_error` turns any exception into (one line, exit code). Usage and configuration
+errors (`ingest.errors.UsageError`/`ConfigError`, argparse) are one line and exit 2. Everything else
+is a run that could not complete: one line saying what happened and what to do, naming the log file
+that holds the full traceback, exit 1. Unknown exceptions are treated the same way (and, like
+everywhere in newsflow, as not retryable).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+import tempfile
+import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import date, datetime, time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TextIO
+
+EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130
+LOG_NAME = "newsflow.log"
+
+
+class CliError(Exception):
+    """An error to print as one line, with an exit code (the line is the whole message)."""
+
+    def __init__(self, message: str, code: int = EXIT_RUN_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def usage_error(message: str) -> CliError:
+    """A bad-usage error (exit 2)."""
+    return CliError(message, EXIT_USAGE)
+
+
+def load_settings():  # noqa: ANN201 - ingest.settings.Settings, imported lazily
+    """The settings object, read from the environment (a bad variable is a one-line usage error)."""
+    from pydantic import ValidationError
+
+    from ingest.settings import Settings
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise usage_error(f"bad NEWSFLOW_* setting {where}: {first['msg']}") from None
+
+
+# ---------------------------------------------------------------- errors and their log
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def log_dir() -> Path:
+    """Directory of the log file: <warehouse directory>/logs, or a temp directory when that is not writable."""
+    try:
+        settings = load_settings()
+        base = getattr(settings, "warehouse_dir", None)
+        if base is None:  # before the DuckLake settings: the warehouse file's directory
+            base = Path(getattr(settings, "db", "newsflow.duckdb")).expanduser().resolve().parent
+        wanted = Path(base) / "logs"
+        wanted.mkdir(parents=True, exist_ok=True)
+        if os.access(wanted, os.W_OK):
+            return wanted
+    except Exception:  # noqa: BLE001 - a log location must never be the reason a command fails
+        pass
+    fallback = Path(tempfile.gettempdir()) / f"newsflow-logs-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+    fallback.mkdir(parents=True, exist_ok=True)
+    return fallback
+
+
+def write_log(exc: BaseException, argv: Sequence[str] | None = None) -> Path | None:
+    """Append the full traceback of `exc` to the log file; return its path (None if nothing could be written)."""
+    for directory in (None, "tmp"):
+        try:
+            d = log_dir() if directory is None else Path(tempfile.gettempdir())
+            path = d / LOG_NAME
+            with path.open("a", encoding="utf-8") as f:
+                f.write(f"--- {datetime.now().isoformat(timespec='seconds')} newsflow {' '.join(argv or sys.argv[1:])}\n")
+                f.write("".join(traceback.format_exception(exc)))
+            return path
+        except OSError:
+            continue
+    return None
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and the exceptions it was raised from or during (cause first, then context)."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        e = todo.pop(0)
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        todo.extend(x for x in (e.__cause__, e.__context__) if x is not None)
+        if isinstance(e, BaseExceptionGroup):
+            todo.extend(e.exceptions)
+
+
+def _is_instance_of(exc: BaseException, module: str, name: str) -> bool:
+    """isinstance against a class of a module that is already imported (never imports it for the check)."""
+    mod = sys.modules.get(module)
+    cls = getattr(mod, name, None) if mod is not None else None
+    return isinstance(cls, type) and isinstance(exc, cls)
+
+
+def _known_cause(exc: BaseException) -> tuple[str, int] | None:
+    """A specific sentence ("what happened; what to do") for failures users meet, else None."""
+    from ingest.errors import ConfigError, UsageError
+
+    for e in _chain(exc):
+        msg = _one_line(str(e))
+        low = msg.lower()
+        if isinstance(e, CliError):
+            return msg, e.code
+        if isinstance(e, (UsageError, ConfigError)):
+            return msg, EXIT_USAGE
+        if _is_instance_of(e, "warehouse.db", "WarehouseBusy"):
+            return f"the warehouse is busy: {msg}; wait for the other process to finish (or raise NEWSFLOW_DB_LOCK_TIMEOUT_S) and run again", EXIT_RUN_FAILED
+        if (isinstance(e, OSError) and e.errno == errno.ENOSPC) or "no space left on device" in low:
+            return f"the disk is full ({msg}); free some space (or point the warehouse at another disk) and run again", EXIT_RUN_FAILED
+        if (isinstance(e, OSError) and e.errno in (errno.EROFS, errno.EACCES, errno.EPERM)) or "read-only file system" in low or "permission denied" in low:
+            where = getattr(e, "filename", None)
+            what = f"cannot write {where}" if where else f"cannot write to the warehouse ({msg})"
+            return f"{what}: the directory is read-only or not ours; run where you can write, or set NEWSFLOW_CATALOG/NEWSFLOW_DATA_PATH to a writable place", EXIT_RUN_FAILED
+        if "[e050]" in low or "can't find model" in low:
+            return f"a spaCy model is missing ({msg}); install it with pip, or choose another with NEWSFLOW_ENTITIES__MODELS_BY_LANGUAGE", EXIT_RUN_FAILED
+        if "extension" in low and ("not found" in low or "failed to download" in low or "could not load" in low):
+            return f"a DuckDB extension is missing ({msg}); reinstall newsflow's dependencies (pip install duckdb-extension-ducklake duckdb-extension-sqlite duckdb-extension-postgres at the pinned versions)", EXIT_RUN_FAILED
+        if "unable to connect to postgres" in low or "could not connect to server" in low or "connection refused" in low and "postgres" in low:
+            return f"the warehouse catalog is unreachable ({msg}); check NEWSFLOW_CATALOG and that its server is up", EXIT_RUN_FAILED
+        if _is_prefect_api_unreachable(e, low):
+            url = os.environ.get("PREFECT_API_URL") or "the Prefect API"
+            return f"{url} is unreachable; start it with `newsflow server`, or unset PREFECT_API_URL to use an embedded one", EXIT_RUN_FAILED
+    return None
+
+
+def _is_prefect_api_unreachable(e: BaseException, low: str) -> bool:
+    if "failed to reach api" in low or "cannot connect to the prefect api" in low:
+        return True
+    if _is_instance_of(e, "httpx", "ConnectError") or _is_instance_of(e, "httpx", "ConnectTimeout"):
+        return bool(os.environ.get("PREFECT_API_URL")) and "prefect" in sys.modules
+    return False
+
+
+def describe_error(exc: BaseException, argv: Sequence[str] | None = None) -> tuple[str, int]:
+    """One line for `exc` ("what happened; what to do (details: LOG)") and its exit code; logs the traceback.
+
+    Usage/configuration errors are the user's input: one line, exit 2, no log. Every other failure
+    (known or unexpected) is a run that could not complete: exit 1 and the traceback in the log file.
+    """
+    known = _known_cause(exc)
+    if known is not None and known[1] == EXIT_USAGE:
+        return known[0], EXIT_USAGE
+    log = write_log(exc, argv)
+    details = f" (details: {log})" if log is not None else ""
+    if known is not None:
+        return known[0] + details, known[1]
+    what = _one_line(f"{type(exc).__name__}: {exc}")
+    return f"the run could not complete: {what}; this was not expected, please report it with the log{details}", EXIT_RUN_FAILED
+
+
+def print_error(line: str) -> None:
+    """The one line on stderr every failure ends as."""
+    print(f"newsflow: error: {line}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------- tables and cells
+
+
+def cell(v: Any, max_width: int = 0) -> str:
+    """A value as one table cell (no newlines); cut to `max_width` characters when max_width > 0."""
+    if v is None:
+        text = ""
+    elif isinstance(v, datetime):
+        text = v.strftime("%Y-%m-%d %H:%M:%S%z")
+    elif isinstance(v, float):
+        text = f"{v:g}"
+    elif isinstance(v, (list, tuple)):
+        text = ", ".join(cell(x) for x in v)
+    else:
+        text = str(v).replace("\r", " ").replace("\n", " ")
+    if max_width > 0 and len(text) > max_width:
+        return text[: max(1, max_width - 1)] + "…"
+    return text
+
+
+def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], out: TextIO | None = None, max_width: int = 80) -> None:
+    """Print rows as an aligned plain-text table; cells are cut at max_width characters (0: never cut)."""
+    out = out or sys.stdout
+    cells = [[cell(v, max_width) for v in row] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip() + "\n")
+    out.write("  ".join("-" * w for w in widths) + "\n")
+    for r in cells:
+        out.write("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() + "\n")
+
+
+def json_value(v: Any) -> Any:
+    """A JSON/CSV-friendly form of DuckDB values (dates ISO, decimals as numbers, bytes as hex)."""
+    if isinstance(v, (datetime, date, time)):
+        return v.isoformat()
+    if isinstance(v, Decimal):
+        return float(v)
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return bytes(v).hex()
+    return str(v)
+
+
+def csv_value(v: Any) -> Any:
+    """A CSV cell: plain values as they are, others as in JSON."""
+    if v is None or isinstance(v, (str, int, float, bool)):
+        return v
+    return json_value(v)
+
+
+# ---------------------------------------------------------------- progress
+
+
+class ProgressDisplay:
+    """A spinner saying what the run is doing, plus one bar per stage; on an interactive stderr only.
+
+    `reporter` is installed with flows.progress.install: stages named "total:X" add to X's total,
+    "status:TEXT" replaces the spinner's text, anything else advances that stage's bar.
+    """
+
+    def __init__(self, first_status: str) -> None:
+        self._bar: Any = None
+        self._tasks: dict[str, Any] = {}
+        self._status_task: Any = None
+        self._first = first_status
+
+    @property
+    def active(self) -> bool:
+        return self._bar is not None
+
+    def __enter__(self) -> "ProgressDisplay":
+        if not sys.stderr.isatty() or os.environ.get("TERM") == "dumb":
+            return self
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self._bar = Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=Console(stderr=True), transient=True,
+        )
+        self._bar.start()
+        self._status_task = self._bar.add_task(self._first, total=None)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+    def status(self, text: str) -> None:
+        """Say what the run is doing now (next to the spinner)."""
+        if self._bar is not None:
+            self._bar.update(self._status_task, description=text)
+
+    def report(self, stage: str, n: int) -> None:
+        """The flows.progress reporter."""
+        bar = self._bar
+        if bar is None:
+            return
+        if stage.startswith("status:"):
+            self.status(stage.split(":", 1)[1])
+            return
+        if stage.startswith("total:"):
+            name = stage.split(":", 1)[1]
+            if name not in self._tasks:
+                self._tasks[name] = bar.add_task(name, total=0)
+            task = self._tasks[name]
+            bar.update(task, total=(bar.tasks[task].total or 0) + n)
+            return
+        if stage not in self._tasks:
+            self._tasks[stage] = bar.add_task(stage, total=None)
+        bar.advance(self._tasks[stage], n)
+
+
+# ---------------------------------------------------------------- run summaries
+
+SUMMARY_KEYS = ["discovered", "fetched", "not_modified", "new", "updated", "unchanged", "duplicates", "entities", "failed"]
+
+
+def summarise(result: dict[str, Any]) -> str:
+    """One line of a run's counts."""
+    return f"run {result.get('run_id')}: " + ", ".join(f"{k} {result.get(k, 0)}" for k in SUMMARY_KEYS)
+
+
+@contextmanager
+def readonly_warehouse(settings: Any) -> Iterator[Any]:
+    """A read-only warehouse connection (works with the file and the DuckLake forms of warehouse.db.session)."""
+    import inspect
+
+    from warehouse import db
+
+    params = list(inspect.signature(db.session).parameters)
+    if params and params[0] == "settings":
+        with db.session(settings, read_only=True) as con:
+            yield con
+    else:
+        with db.session(settings.db, read_only=True, timeout_s=settings.db_lock_timeout_s) as con:
+            yield con
+
+
+def print_failures(settings: Any, run_id: int) -> None:
+    """The failed items of a run, grouped by stage and reason, on stderr."""
+    from warehouse import queries
+
+    with readonly_warehouse(settings) as con:
+        rows = queries.run_failures(con, run_id)
+    if rows:
+        print("failed items (recorded in table `failures`; retryable ones are retried by later runs):", file=sys.stderr)
+        print_table(["stage", "reason", "retryable", "count", "example"], rows, out=sys.stderr)

@@ -1,0 +1,72 @@
+"""The Prefect server process behind `newsflow server`: start it, wait until healthy, stop it.
+
+No Prefect import: the server runs as a child process (`python -m prefect server start`), and its
+health is an HTTP GET.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+# Variables every process we start gets: this machine has no internet, and a failed telemetry call prints errors.
+QUIET_PREFECT_ENV = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
+
+
+def server_healthy(api_url: str, timeout_s: float = 2.0) -> bool:
+    """True when a Prefect API answers its health check at `api_url` (…/api)."""
+    import httpx
+
+    try:
+        return httpx.get(api_url.rstrip("/") + "/health", timeout=timeout_s).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def start_server(host: str, port: int, *, ui: bool = False, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """Start `prefect server start` as a child process; return it and its API URL (not yet waited for)."""
+    api_url = f"http://{host}:{port}/api"
+    child_env = {**(env if env is not None else os.environ), **QUIET_PREFECT_ENV}
+    # The server's own client calls must go to itself, whatever the user's shell points at.
+    child_env["PREFECT_API_URL"] = api_url
+    child_env["PREFECT_UI_ENABLED"] = "true" if ui else "false"
+    cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)]
+    # stdout only carries Prefect's banner (we print our own); errors (port taken, bad database) go to stderr.
+    proc = subprocess.Popen(cmd, env=child_env, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    return proc, api_url
+
+
+def wait_healthy(proc: subprocess.Popen, api_url: str, timeout_s: float = 120.0) -> float:
+    """Wait until the server answers /health; return the seconds it took (raise if it exits or times out)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if proc.poll() is not None:
+            raise RuntimeError(f"prefect server exited with code {proc.returncode} before becoming healthy")
+        if server_healthy(api_url, timeout_s=1.0):
+            return time.monotonic() - started
+        time.sleep(0.25)
+    raise TimeoutError(f"prefect server not healthy at {api_url} after {timeout_s:.0f}s")
+
+
+def stop_process(proc: subprocess.Popen, timeout_s: float = 15.0) -> None:
+    """SIGINT, then SIGTERM, then SIGKILL, waiting for the child each time."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+        if proc.poll() is not None:
+            return
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=timeout_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def database_description() -> str:
+    """The Prefect server database in use (imports Prefect's settings)."""
+    from prefect.settings import get_current_settings
+
+    db_url = get_current_settings().server.database.connection_url
+    return db_url.get_secret_value() if db_url is not None else "sqlite under PREFECT_HOME"
