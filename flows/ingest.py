@@ -23,7 +23,7 @@ from flows.run import warehouse_run
 from ingest.canonical import canonicalize
 from ingest.discover import DiscoveryResult, discover
 from ingest.errors import is_retryable
-from ingest.fetch import fetch_all
+from ingest.fetch import FetchSession, fetch_all
 from ingest.models import DiscoveredItem, FetchRequest, FetchResult
 from ingest.settings import Settings
 from ingest.sources import Source, SourceKind, SourcesConfig, load_sources
@@ -78,12 +78,15 @@ def register_sources(ctx: RunContext, sources: list[Source]) -> None:
 
 
 @task(name="discover", cache_policy=NO_CACHE, retries=1, retry_condition_fn=retry_if_retryable)
-def discover_sources(ctx: RunContext, sources: list[Source], mirrors: dict[str, str], conditional: bool = True) -> DiscoveryResult:
+def discover_sources(
+    ctx: RunContext, sources: list[Source], mirrors: dict[str, str], conditional: bool = True, session: FetchSession | None = None
+) -> DiscoveryResult:
     """Read every source's feeds/sitemaps/lists (conditional GETs) and record what was fetched or failed."""
     s = ctx.settings
+    session = session if session is not None else FetchSession(s.fetch.user_agent)
 
     def fetch(reqs: list[FetchRequest]) -> list[FetchResult]:
-        return fetch_all(reqs, s.fetch, mirrors)
+        return fetch_all(reqs, s.fetch, mirrors, session=session)
 
     def validators(url: str) -> tuple[str | None, str | None] | None:
         with db.session(s.db, read_only=True, timeout_s=s.db_lock_timeout_s) as con:
@@ -150,9 +153,15 @@ def plan_fetches(ctx: RunContext, items: list[DiscoveredItem], sources: list[Sou
 
 
 @task(name="fetch-batch", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5, retry_condition_fn=retry_if_retryable)
-def fetch_batch(settings: Settings, reqs: list[FetchRequest], mirrors: dict[str, str]) -> list[FetchResult]:
-    """Fetch a batch of URLs politely (robots, per-host delay, global concurrency, size/time caps)."""
-    results = fetch_all(reqs, settings.fetch, mirrors, progress=lambda _r: progress.advance("fetch"))
+def fetch_batch(
+    settings: Settings, reqs: list[FetchRequest], mirrors: dict[str, str], session: FetchSession | None = None
+) -> list[FetchResult]:
+    """Fetch a batch of URLs politely (robots, per-host delay, global concurrency, size/time caps).
+
+    `session` carries robots.txt and the per-host clocks from batch to batch (one per run; on a Dask
+    worker, one per worker process, see FetchSession).
+    """
+    results = fetch_all(reqs, settings.fetch, mirrors, progress=lambda _r: progress.advance("fetch"), session=session)
     return results
 
 
@@ -179,16 +188,22 @@ def batches(items: Sequence[Any], size: int) -> list[list[Any]]:
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
 
 
-def fetch_and_process(ctx: RunContext, requests: list[FetchRequest], mirrors: dict[str, str]) -> None:
-    """Fetch batch i+1 while batch i is processed; loads stay sequential (one writer)."""
+def fetch_and_process(
+    ctx: RunContext, requests: list[FetchRequest], mirrors: dict[str, str], session: FetchSession | None = None
+) -> None:
+    """Fetch batch i+1 while batch i is processed; loads stay sequential (one writer).
+
+    All batches share one FetchSession (the run's, or a new one), so politeness holds across them.
+    """
     slices = batches(requests, ctx.settings.batch_size)
     if not slices:
         return
-    next_fetch = fetch_batch.submit(ctx.settings, slices[0], mirrors)
+    session = session if session is not None else FetchSession(ctx.settings.fetch.user_agent)
+    next_fetch = fetch_batch.submit(ctx.settings, slices[0], mirrors, session)
     for i in range(len(slices)):
         results = next_fetch.result()
         if i + 1 < len(slices):
-            next_fetch = fetch_batch.submit(ctx.settings, slices[i + 1], mirrors)
+            next_fetch = fetch_batch.submit(ctx.settings, slices[i + 1], mirrors, session)
         process_batch(ctx, results)
 
 
@@ -211,11 +226,13 @@ def ingest(
     params = {"sources": sources, "feeds": feeds, "urls_file": urls_file, "path": path}
     with warehouse_run(settings, flow="ingest", trigger=trigger, params=params) as ctx:
         register_sources(ctx, selected)
-        found = discover_sources(ctx, selected, mirrors)
+        # One politeness state for the whole run: discovery and every fetch batch share robots.txt and host clocks.
+        session = FetchSession(settings.fetch.user_agent)
+        found = discover_sources(ctx, selected, mirrors, session=session)
         local = new_local_pages(ctx, found.pages)
         requests = plan_fetches(ctx, found.items, selected)
         progress.expect("process", len(local) + len(requests))
         for batch in batches(local, settings.batch_size):
             process_batch(ctx, batch)
-        fetch_and_process(ctx, requests, mirrors)
+        fetch_and_process(ctx, requests, mirrors, session)
         return {"run_id": ctx.run_id, **dict(ctx.counts)}

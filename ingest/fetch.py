@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import itertools
 import mimetypes
+import os
 import re
 import ssl
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
@@ -24,6 +26,7 @@ import httpx
 from ingest import netguard
 from ingest.errors import NewsflowError, TerminalError
 from ingest.models import Failure, FetchRequest, FetchResult
+from ingest.politeness import HostClocks
 from ingest.robots import RobotsCache
 from ingest.settings import FetchSettings
 
@@ -114,12 +117,43 @@ class _GuardedTransport(httpx.AsyncHTTPTransport):
         )
 
 
-@dataclass
-class _HostState:
-    """Politeness state of one host: one request in flight, and the earliest next request start."""
+class FetchSession:
+    """Politeness state of one run, shared by every Fetcher of the run: robots.txt per origin (kept until it
+    expires) and each host's request clock (one request in flight, the delay between request starts).
 
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    next_start: float = 0.0
+    Create one per run and pass it to every `fetch_all` call: batches then continue where the previous one
+    left off instead of asking for robots.txt again and sending their first request without the delay.
+    Thread-safe, and usable from any number of event loops at once (fetch tasks running concurrently).
+
+    Pickling keeps only a token: in the process that created it, unpickling returns the same session; in
+    another process (a Dask worker) it returns that process's session for the same run, created on first
+    use. So with NEWSFLOW_TASK_RUNNER=dask, politeness holds per worker process, not across workers.
+    """
+
+    _registry: dict[str, FetchSession] = {}
+    _registry_lock = threading.Lock()
+    _REGISTRY_SIZE = 16  # sessions of the most recent runs a (worker) process keeps
+    _ids = itertools.count()
+
+    def __init__(self, user_agent: str, token: str | None = None) -> None:
+        self.token = token or f"{os.getpid()}-{next(self._ids)}-{time.time_ns()}"
+        self.user_agent = user_agent
+        self.robots = RobotsCache(user_agent)
+        self.hosts = HostClocks()
+        with self._registry_lock:
+            self._registry[self.token] = self
+            while len(self._registry) > self._REGISTRY_SIZE:
+                del self._registry[next(iter(self._registry))]
+
+    @classmethod
+    def for_token(cls, token: str, user_agent: str) -> FetchSession:
+        """This process's session for `token` (the unpickling side)."""
+        with cls._registry_lock:
+            found = cls._registry.get(token)
+        return found if found is not None else cls(user_agent, token)
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (FetchSession.for_token, (self.token, self.user_agent))
 
 
 class _BoundedDecoder:
@@ -210,12 +244,16 @@ def _sniff_type(head: bytes) -> str:
 class Fetcher:
     """Fetches URLs politely (robots.txt, per-host delay, concurrency limits) with hard size and time caps.
 
-    One Fetcher belongs to one event loop (it holds asyncio locks and an httpx client): create it inside the
-    loop that uses it, or use `fetch_all` from synchronous code.
+    One Fetcher belongs to one event loop (it holds a semaphore and an httpx client): create it inside the
+    loop that uses it, or use `fetch_all` from synchronous code. Politeness lives in `session`, which may be
+    shared by many Fetchers (a run's batches); without one, the Fetcher has its own.
     """
 
-    def __init__(self, settings: FetchSettings, mirrors: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, settings: FetchSettings, mirrors: dict[str, str] | None = None, session: FetchSession | None = None
+    ) -> None:
         self.settings = settings
+        self.session = session if session is not None else FetchSession(settings.user_agent)
         # Longest prefix first, so a more specific mirror wins.
         self._mirrors: list[tuple[str, Path]] = sorted(
             ((prefix, Path(d).resolve()) for prefix, d in (mirrors or {}).items()),
@@ -238,8 +276,6 @@ class Fetcher:
             headers={"User-Agent": settings.user_agent, "Accept-Encoding": "gzip, deflate"},
         )
         self._sem = asyncio.Semaphore(conc)
-        self._hosts: dict[str, _HostState] = {}
-        self._robots = RobotsCache(self._fetch_robots_txt, settings.user_agent)
 
     async def __aenter__(self) -> Fetcher:
         return self
@@ -342,7 +378,7 @@ class Fetcher:
             except NewsflowError as e:
                 return self._failed(req, url, e.reason, str(e), retryable=e.retryable)
             public_seen = public_seen or any(netguard.is_public_address(ip) for ip in ips)
-            if s.respect_robots and req.kind != "robots" and not await self._robots.allowed(url, allow):
+            if s.respect_robots and req.kind != "robots" and not await self.session.robots.allowed(url, self._fetch_robots_txt, allow):
                 return self._failed(req, url, "robots_disallowed", f"robots.txt disallows {url}", retryable=False)
             result, location = await self._exchange(req, url, host, ips, allow, hop)
             if location is None:
@@ -370,25 +406,25 @@ class Fetcher:
             status=result.status,
         )
 
-    def _host(self, host: str) -> _HostState:
-        st = self._hosts.get(host)
-        if st is None:
-            st = self._hosts[host] = _HostState()
-        return st
+    def _delay_s(self, url: str) -> float:
+        """Seconds between request starts on the URL's host: ours, or robots.txt's Crawl-delay when longer."""
+        delay = self.settings.per_host_delay_s
+        if self.settings.respect_robots:
+            delay = max(delay, self.session.robots.crawl_delay(url) or 0.0)
+        return delay
 
     async def _exchange(
         self, req: FetchRequest, url: str, host: str, ips: list[str], allow: bool, hop: int
     ) -> tuple[FetchResult, str | None]:
         """One HTTP request in the host's politeness slot; returns (result, redirect location or None)."""
         s = self.settings
-        loop = asyncio.get_running_loop()
-        state = self._host(host)
-        async with state.lock:  # at most one request in flight per host
-            delay = state.next_start - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
+        clock = self.session.hosts.get(host)
+        async with clock.lock:  # at most one request in flight per host, across the run's batches and threads
+            wait = clock.wait_s(self._delay_s(url))
+            if wait > 0:
+                await asyncio.sleep(wait)
             async with self._sem:
-                state.next_start = loop.time() + s.per_host_delay_s
+                clock.last_start = time.monotonic()
                 tok_allow = _allow_private.set(allow)
                 tok_pin = _pinned.set((host, tuple(ips)))
                 try:
@@ -411,7 +447,7 @@ class Fetcher:
             ra = result.failure.retry_after_s if result.failure else None
             if ra is not None and ra <= s.max_inline_wait_s:
                 # Honour Retry-After for every request to this host, not only the one that got it.
-                state.next_start = max(state.next_start, loop.time() + ra)
+                clock.not_before = max(clock.not_before, time.monotonic() + ra)
         return result, location
 
     async def _send(self, req: FetchRequest, url: str, hop: int) -> tuple[FetchResult, str | None]:
@@ -673,11 +709,16 @@ def fetch_all(
     settings: FetchSettings,
     mirrors: dict[str, str] | None = None,
     progress: Callable[[FetchResult], None] | None = None,
+    session: FetchSession | None = None,
 ) -> list[FetchResult]:
-    """Synchronous wrapper: fetch all requests with a fresh Fetcher (not callable from a running event loop)."""
+    """Synchronous wrapper: fetch all requests with a fresh Fetcher (not callable from a running event loop).
+
+    Pass the run's `session` so robots.txt and per-host delays carry over from earlier calls (and hold
+    against calls running at the same time in other threads); without one, politeness starts afresh.
+    """
 
     async def run() -> list[FetchResult]:
-        async with Fetcher(settings, mirrors) as fetcher:
+        async with Fetcher(settings, mirrors, session) as fetcher:
             return await fetcher.fetch_many(reqs, progress)
 
     return asyncio.run(run())
