@@ -89,6 +89,11 @@ def clean(page: FetchResult, settings: CleanSettings) -> Article:
     language = primary_subtag(getattr(doc, "language", None)) or detect_language(text, declared_lang)
     if not language_allowed(language, settings.languages):
         raise TerminalError(f"language {language!r} not in {settings.languages}: {page_url}", reason="unsupported_language")
+    for_source = settings.source_languages.get(page.source)
+    if for_source and not language_allowed(language, for_source):
+        raise TerminalError(
+            f"language {language!r} not in source {page.source!r}'s languages {for_source}: {page_url}", reason="unsupported_language"
+        )
 
     url = canonical_url_of(page_url, declared_canonical)
     return Article(

@@ -126,3 +126,21 @@ def language_allowed(lang: str | None, allowed: Iterable[str]) -> bool:
     """True when `allowed` holds '*' or `lang`; an unknown language is let through (we cannot claim it is unsupported)."""
     allowed = {a.strip().lower() for a in allowed}
     return lang is None or "*" in allowed or lang in allowed
+
+
+def parse_language_list(value: str | Iterable[str] | None) -> list[str]:
+    """A language setting as a list of codes: "en", "en, fr", ["en", "fr"] or "*"; [] when unset."""
+    if value is None:
+        return []
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    return [p.strip().lower() for p in parts if p and p.strip()]
+
+
+def languages_by_source(sources: Iterable[object]) -> dict[str, list[str]]:
+    """Source name -> accepted languages, for the sources that set `language` (CleanSettings.source_languages)."""
+    out: dict[str, list[str]] = {}
+    for src in sources:
+        langs = parse_language_list(getattr(src, "language", None))
+        if langs:
+            out[str(getattr(src, "name"))] = langs
+    return out

@@ -192,7 +192,7 @@ def test_windows_1251_russian(declared: str) -> None:
     ctype = "text/html; charset=windows-1251" if declared == "header" else "text/html"
     assert RUSSIAN[0] in decode_body(body, ctype)
     with pytest.raises(TerminalError) as exc:
-        clean(fetch(body, content_type=ctype), CleanSettings())
+        clean(fetch(body, content_type=ctype), CleanSettings(languages=["en"]))
     assert exc.value.reason == "unsupported_language"
     assert exc.value.retryable is False
     assert "'ru'" in str(exc.value)
@@ -211,9 +211,11 @@ def test_shift_jis_japanese(declared: str) -> None:
     assert JAPANESE[0] in text and JAPANESE[3] in text
     assert detect_language(text) == "ja"
     with pytest.raises(TerminalError) as exc:
-        clean(fetch(body, content_type=ctype), CleanSettings())
+        clean(fetch(body, content_type=ctype), CleanSettings(languages=["en"]))
     assert exc.value.reason == "unsupported_language"
     assert "'ja'" in str(exc.value)
+    art = clean(fetch(body, content_type=ctype), CleanSettings())  # every language is kept by default
+    assert art.language == "ja" and JAPANESE[3] in art.text
 
 
 def test_iso_8859_1_without_declaration() -> None:
@@ -284,21 +286,49 @@ def test_min_text_chars_is_respected(article_page: bytes) -> None:
     assert exc.value.reason == "no_text"
 
 
-def test_french_page_is_unsupported_language() -> None:
+def test_every_language_is_kept_by_default() -> None:
+    body = page_html(FRENCH, lang="fr", title="Blinken au G20").encode("utf-8")
+    art = clean(fetch(body), CleanSettings())
+    assert art.language == "fr"
+    assert FRENCH[1] in art.text
+
+
+def test_global_language_filter_rejects_with_a_reason() -> None:
     body = page_html(FRENCH, lang="fr", title="Blinken au G20").encode("utf-8")
     with pytest.raises(TerminalError) as exc:
-        clean(fetch(body), CleanSettings())
+        clean(fetch(body), CleanSettings(languages=["en"]))
     assert exc.value.reason == "unsupported_language"
     assert exc.value.retryable is False
     assert "'fr'" in str(exc.value)
-    assert clean(fetch(body), CleanSettings(languages=["*"])).language == "fr"
+
+
+def test_per_source_language_filter() -> None:
+    from ingest.language import languages_by_source
+    from ingest.sources import Source, SourceKind
+
+    sources = [
+        Source(name="test", kind=SourceKind.rss, location="https://a.example/feed", language="en"),
+        Source(name="bilingual", kind=SourceKind.rss, location="https://b.example/feed", language="en, FR"),
+        Source(name="any", kind=SourceKind.rss, location="https://c.example/feed"),
+    ]
+    by_source = languages_by_source(sources)
+    assert by_source == {"test": ["en"], "bilingual": ["en", "fr"]}
+    settings = CleanSettings(source_languages=by_source)
+    body = page_html(FRENCH, lang="fr", title="Blinken au G20").encode("utf-8")
+    with pytest.raises(TerminalError) as exc:
+        clean(fetch(body), settings)  # fetch() pages belong to source "test"
+    assert exc.value.reason == "unsupported_language"
+    assert "source 'test'" in str(exc.value)
+    page = fetch(body).model_copy(update={"source": "bilingual"})
+    assert clean(page, settings).language == "fr"
+    assert clean(fetch(body).model_copy(update={"source": "any"}), settings).language == "fr"
 
 
 def test_text_language_beats_wrong_html_lang() -> None:
     # Templates often hard-code lang="en"; the French text decides.
     body = page_html(FRENCH, lang="en", title="Blinken au G20").encode("utf-8")
     with pytest.raises(TerminalError) as exc:
-        clean(fetch(body), CleanSettings())
+        clean(fetch(body), CleanSettings(languages=["en"]))
     assert exc.value.reason == "unsupported_language"
 
 
