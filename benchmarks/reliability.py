@@ -72,11 +72,11 @@ def main() -> int:
             sources, urls = serve_many_articles(srv, tmp, n=150, delay_s=0.03)
             kdb = tmp / "kill.duckdb"
             env = cli_env(kdb, sources, tmp / "prefect", NEWSFLOW_BATCH_SIZE="20")
-            proc = subprocess.Popen([NEWSFLOW, "ingest"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen([*NEWSFLOW, "ingest"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
             from test_crash import kill_after_first_batch
 
             at_kill = kill_after_first_batch(proc, kdb, min_articles=20)
-            done = subprocess.run([NEWSFLOW, "ingest"], env=env, capture_output=True, text=True, timeout=600)
+            done = subprocess.run([*NEWSFLOW, "ingest"], env=env, capture_output=True, text=True, timeout=600)
             rep = integrity_report(kdb, urls)
             figures["articles at kill"] = at_kill
             figures["articles lost"] = len(rep["lost"]) + (len(urls) - rep["articles"])
@@ -91,8 +91,8 @@ def main() -> int:
             sources, urls = serve_many_articles(srv, tmp, n=80, delay_s=0.02, name="conc")
             cdb = tmp / "conc.duckdb"
             env = cli_env(cdb, sources, tmp / "prefect", NEWSFLOW_BATCH_SIZE="10")
-            subprocess.run([NEWSFLOW, "init"], env=env, capture_output=True, timeout=120)
-            writer = subprocess.Popen([NEWSFLOW, "ingest"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            subprocess.run([*NEWSFLOW, "init"], env=env, capture_output=True, timeout=120)
+            writer = subprocess.Popen([*NEWSFLOW, "ingest"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             time.sleep(1.0)
             res = stress_readers(cdb, env, writer)
             _, werr = writer.communicate(timeout=600)

@@ -12,8 +12,10 @@ SiteServer on another port: a different host:port than the configured one, so it
 from __future__ import annotations
 
 import gzip
+import os
 import random
 import re
+import sys
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
@@ -451,7 +453,16 @@ def cli_env(db: Path | str, sources: Path | str, prefect_home: Path | str, **ext
     return env
 
 
-NEWSFLOW = str(REPO / ".venv" / "bin" / "newsflow")
+def newsflow_command() -> list[str]:
+    """How to run the `newsflow` CLI in the environment running this code: the console script next to
+    the interpreter (any venv, not only ./.venv), else the CLI module through the interpreter itself."""
+    script = Path(sys.executable).parent / "newsflow"
+    if script.is_file() and os.access(script, os.X_OK):
+        return [str(script)]
+    return [sys.executable, "-c", "import sys; from flows.cli import main; sys.exit(main())"]
+
+
+NEWSFLOW: list[str] = newsflow_command()  # use as [*NEWSFLOW, "ingest", ...]
 
 
 def integrity_report(db: Path | str, feed_urls: list[str]) -> dict[str, Any]:

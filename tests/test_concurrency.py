@@ -46,7 +46,7 @@ def loaded(prefect_api: None, tmp_path_factory: pytest.TempPathFactory) -> dict:
     with SiteServer() as site:
         sources, urls = serve_many_articles(site, tmp, n=30, delay_s=0)
         env = cli_env(tmp / "w.duckdb", sources, tmp / "prefect", NEWSFLOW_BATCH_SIZE="10")
-        r = subprocess.run([NEWSFLOW, "ingest"], env=env, capture_output=True, text=True, timeout=300)
+        r = subprocess.run([*NEWSFLOW, "ingest"], env=env, capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stderr[-2000:]
     return {"db": tmp / "w.duckdb", "env": env, "tmp": tmp}
 
@@ -55,7 +55,7 @@ def loaded(prefect_api: None, tmp_path_factory: pytest.TempPathFactory) -> dict:
 def test_sql_refuses_writes_and_changes_nothing(loaded: dict, query: str) -> None:
     db, tmp = loaded["db"], loaded["tmp"]
     before = counts(db)
-    r = subprocess.run([NEWSFLOW, "sql", query.format(tmp=tmp)], env=loaded["env"], capture_output=True, text=True, timeout=60)
+    r = subprocess.run([*NEWSFLOW, "sql", query.format(tmp=tmp)], env=loaded["env"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
     assert "refused" in r.stderr and "read-only" in r.stderr and "nothing was changed" in r.stderr
     assert r.stderr.count("\n") == 1  # one clear line, no traceback
@@ -64,7 +64,7 @@ def test_sql_refuses_writes_and_changes_nothing(loaded: dict, query: str) -> Non
 
 
 def test_sql_cannot_read_files(loaded: dict) -> None:
-    r = subprocess.run([NEWSFLOW, "sql", "select * from read_csv('/etc/passwd')"], env=loaded["env"], capture_output=True, text=True, timeout=60)
+    r = subprocess.run([*NEWSFLOW, "sql", "select * from read_csv('/etc/passwd')"], env=loaded["env"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "passwd" not in r.stdout and "root:" not in r.stdout
 
 
@@ -95,7 +95,7 @@ def stress_readers(db: Path, env: dict, writer: subprocess.Popen, cli_queries: i
     def cli_worker(k: int) -> None:
         for i in range(k):
             alive = writer.poll() is None
-            r = subprocess.run([NEWSFLOW, "sql", "select source, count(*) from articles group by source", "--format", "json"], env=env, capture_output=True, text=True, timeout=120)
+            r = subprocess.run([*NEWSFLOW, "sql", "select source, count(*) from articles group by source", "--format", "json"], env=env, capture_output=True, text=True, timeout=120)
             with lock:
                 results["tried"] += 1
                 results["during_writer"] += alive
@@ -121,8 +121,8 @@ def test_readers_succeed_while_ingest_writes(prefect_api: None, site: SiteServer
     sources, urls = serve_many_articles(site, tmp_path, n=80, delay_s=0.02)
     db = tmp_path / "w.duckdb"
     env = cli_env(db, sources, tmp_path / "prefect", NEWSFLOW_BATCH_SIZE="10")
-    assert subprocess.run([NEWSFLOW, "init"], env=env, capture_output=True, timeout=120).returncode == 0
-    writer = subprocess.Popen([NEWSFLOW, "ingest"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert subprocess.run([*NEWSFLOW, "init"], env=env, capture_output=True, timeout=120).returncode == 0
+    writer = subprocess.Popen([*NEWSFLOW, "ingest"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(1.0)
         res = stress_readers(db, env, writer)
@@ -142,9 +142,9 @@ def test_two_ingests_at_once_take_turns(prefect_api: None, site: SiteServer, tmp
     sources, urls = serve_many_articles(site, tmp_path, n=40, delay_s=0.02)
     db = tmp_path / "w.duckdb"
     env = cli_env(db, sources, tmp_path / "prefect", NEWSFLOW_BATCH_SIZE="10")
-    assert subprocess.run([NEWSFLOW, "init"], env=env, capture_output=True, timeout=120).returncode == 0
-    a = subprocess.Popen([NEWSFLOW, "ingest"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    b = subprocess.Popen([NEWSFLOW, "ingest"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert subprocess.run([*NEWSFLOW, "init"], env=env, capture_output=True, timeout=120).returncode == 0
+    a = subprocess.Popen([*NEWSFLOW, "ingest"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    b = subprocess.Popen([*NEWSFLOW, "ingest"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     outs = [p.communicate(timeout=300) for p in (a, b)]
     assert [a.returncode, b.returncode] == [0, 0], [o[1][-2000:] for o in outs]
     assert sum("waiting" in err for _, err in outs) == 1, [o[1][-1500:] for o in outs]

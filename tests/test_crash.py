@@ -49,7 +49,7 @@ def test_sigkill_mid_run_loses_nothing(prefect_api: None, site: SiteServer, tmp_
     db = tmp_path / "w.duckdb"
     env = cli_env(db, sources, tmp_path / "prefect", NEWSFLOW_BATCH_SIZE="20")
     log1 = (tmp_path / "run1.log").open("w")
-    proc = subprocess.Popen([NEWSFLOW, "ingest"], env=env, stdout=log1, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen([*NEWSFLOW, "ingest"], env=env, stdout=log1, stderr=subprocess.STDOUT, start_new_session=True)
     at_kill = kill_after_first_batch(proc, db, min_articles=20)
     assert proc.returncode == -signal.SIGKILL
     assert at_kill < len(urls)
@@ -60,7 +60,7 @@ def test_sigkill_mid_run_loses_nothing(prefect_api: None, site: SiteServer, tmp_
     assert mid["articles"] % 20 == 0 and mid["articles"] == mid["sum_new"]
     assert mid["statuses"] == ["running"]
 
-    done = subprocess.run([NEWSFLOW, "ingest"], env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([*NEWSFLOW, "ingest"], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     rep = integrity_report(db, urls)
     assert rep["lost"] == []

@@ -21,6 +21,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from hostile_site import NEWSFLOW
 from sitesrv import SiteServer
 from warehouse import db
 from test_flow_ingest import DEMO, demo_articles, rss
@@ -28,6 +29,8 @@ from test_flow_ingest import DEMO, demo_articles, rss
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
+# The prefect CLI of the environment running the tests (console script, else the module).
+PREFECT = [str(BIN / "prefect")] if (BIN / "prefect").is_file() else [sys.executable, "-m", "prefect"]
 MARKER = "NEWSFLOW_TEST_SCHEDULE_MARKER"
 
 
@@ -111,7 +114,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     started = time.monotonic()
     with server_log.open("w") as out:
         server = subprocess.Popen(
-            [str(BIN / "newsflow"), "server", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=out, text=True, start_new_session=True
+            [*NEWSFLOW, "server", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=out, text=True, start_new_session=True
         )
     procs = [server]
     try:
@@ -120,7 +123,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         healthy_after = time.monotonic() - started
         with serve_log.open("w") as out:
             serve = subprocess.Popen(
-                [str(BIN / "newsflow"), "serve", "--interval", "5"], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                [*NEWSFLOW, "serve", "--interval", "5"], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
         procs.append(serve)
         yield {"env": env, "db": tmp / "w.duckdb", "api_url": api_url, "serve": serve, "serve_log": serve_log,
@@ -156,7 +159,7 @@ def test_scheduled_runs_land_in_the_warehouse(served: dict) -> None:
     assert sum(r[5] for r in done) == 6  # the six feed articles, loaded once in all
     with db.session(db_path, read_only=True) as con:  # retries while a served run holds the file
         assert con.execute("select count(*) from articles").fetchall()[0][0] == 6
-    status = subprocess.run([str(BIN / "newsflow"), "status"], env=served["env"], capture_output=True, text=True, timeout=60)
+    status = subprocess.run([*NEWSFLOW, "status"], env=served["env"], capture_output=True, text=True, timeout=60)
     assert status.returncode == 0, status.stderr
     print(f"\nserver healthy after {served['healthy_after']:.1f}s\n{status.stdout}")
     log = served["serve_log"].read_text(errors="replace")
@@ -166,7 +169,7 @@ def test_scheduled_runs_land_in_the_warehouse(served: dict) -> None:
 def _deployment_run(served: dict, name: str, params: str) -> str:
     """`prefect deployment run NAME --params JSON`, as a user types it; returns the flow run id."""
     out = subprocess.run(
-        [str(BIN / "prefect"), "deployment", "run", name, "--params", params], env=served["env"], capture_output=True, text=True, timeout=90
+        [*PREFECT, "deployment", "run", name, "--params", params], env=served["env"], capture_output=True, text=True, timeout=90
     )
     assert out.returncode == 0, out.stdout + out.stderr
     m = re.search(r"UUID: ([0-9a-f-]{36})", out.stdout)
