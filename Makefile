@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(VENV)/bin/newsflow sql "select source, count(*) as articles from articles group by source order by source"
 
 test: $(STAMP)
-	PREFECT_HOME=$(CURDIR)/.prefect-test $(VENV)/bin/pytest -q
+	PREFECT_HOME=$(CURDIR)/.prefect-test $(PY) tests/netns.py $(VENV)/bin/pytest -q
 
 clean:
 	rm -rf $(VENV) .prefect-test newsflow.duckdb newsflow.duckdb.wal newsflow.duckdb.runlock
