@@ -181,6 +181,35 @@ class Case:
     retryable: bool | None = None
     contains: tuple[str, ...] = ()  # article text must contain these (non-UTF-8 pages)
     detail_contains: str | None = None
+    # A plain good article that shows the site works at all; not a hostile input.
+    control: bool = False
+    # The hostile input this case checks; several cases may check one input on several URLs.
+    input: str = ""
+
+    def __post_init__(self) -> None:
+        self.input = self.input or self.name
+
+
+def hostile_inputs(cases: list[Case]) -> dict[str, list[Case]]:
+    """Distinct hostile inputs (controls left out), each with the cases that check it."""
+    out: dict[str, list[Case]] = {}
+    for c in cases:
+        if not c.control:
+            out.setdefault(c.input, []).append(c)
+    return out
+
+
+def case_summary(cases: list[Case], outcomes: dict[str, str | None]) -> dict[str, int]:
+    """Distinct hostile inputs tried/handled (an input is handled when all of its cases are) and controls
+    tried/handled, counted apart: the figures to report, rather than the number of cases."""
+    inputs = hostile_inputs(cases)
+    controls = [c for c in cases if c.control]
+    return {
+        "hostile inputs tried": len(inputs),
+        "hostile inputs handled": sum(all(outcomes[c.name] is None for c in cs) for cs in inputs.values()),
+        "control articles tried": len(controls),
+        "control articles handled": sum(outcomes[c.name] is None for c in controls),
+    }
 
 
 @dataclass
@@ -205,8 +234,8 @@ def build_hostile_site(trusted: SiteServer, other: SiteServer, workdir: Path) ->
         trusted.set_file(path, make_article_html(next(n)), content_type="text/html; charset=utf-8")
         return path
 
-    def art(name: str, path: str) -> str:
-        cases.append(Case(name, u(path), "article"))
+    def art(name: str, path: str, **kw: Any) -> str:
+        cases.append(Case(name, u(path), "article", **kw))
         return path
 
     def fail(name: str, path_or_url: str, stage: str, reason: str, retryable: bool, **kw: Any) -> str:
@@ -224,16 +253,16 @@ def build_hostile_site(trusted: SiteServer, other: SiteServer, workdir: Path) ->
 
     now = datetime.now(timezone.utc)
     for i in range(3):
-        item(u(art(f"good_{i}", good(f"/news/good-{i}.html"))), guid=f"good-{i}", pubDate=format_datetime(now - timedelta(hours=i)))
+        item(u(art(f"good_{i}", good(f"/news/good-{i}.html"), control=True)), guid=f"good-{i}", pubDate=format_datetime(now - timedelta(hours=i)))
     good("/news/relative.html")
     art("relative_link", "/news/relative.html")
     item("news/relative.html", guid="relative")  # resolved against the feed URL
     good("/news/dup.html")
     good("/news/dup-copy.html")
-    art("duplicate_guid_first", "/news/dup.html")
+    art("duplicate_guid_first", "/news/dup.html", input="duplicate_guid")
     item(u("/news/dup.html"), guid="dup-guid")
     item(u("/news/dup-copy.html"), guid="dup-guid")  # same GUID: the same story re-posted
-    cases.append(Case("duplicate_guid_second", u("/news/dup-copy.html"), "not_fetched"))
+    cases.append(Case("duplicate_guid_second", u("/news/dup-copy.html"), "not_fetched", input="duplicate_guid"))
     item(u(art("future_date", good("/news/future.html"))), guid="future", pubDate="Fri, 01 Jan 2100 00:00:00 GMT")
     item(u(art("no_date", good("/news/undated.html"))), guid="undated")
 
@@ -307,11 +336,11 @@ def build_hostile_site(trusted: SiteServer, other: SiteServer, workdir: Path) ->
     # ---- sitemaps
     gz_urls = [good("/sm/gz-1.html"), good("/sm/gz-2.html")]
     for p in gz_urls:
-        art(f"sitemap_gzip{p[-7:-5]}", p)
+        art(f"sitemap_gzip{p[-7:-5]}", p, input="sitemap_gzip")
     trusted.set_file("/sitemaps/gz.xml.gz", gzip.compress(urlset([u(p) for p in gz_urls]).encode()), content_type="application/gzip")
     leaf = [good("/sm/deep-1.html"), good("/sm/deep-2.html")]
     for p in leaf:
-        art(f"sitemap_index_of_indexes{p[-7:-5]}", p)
+        art(f"sitemap_index_of_indexes{p[-7:-5]}", p, input="sitemap_index_of_indexes")
     trusted.set_file("/sitemaps/index.xml", sitemapindex([u("/sitemaps/index-2.xml")]), content_type="application/xml")
     trusted.set_file("/sitemaps/index-2.xml", sitemapindex([u("/sitemaps/leaf.xml")]), content_type="application/xml")
     trusted.set_file("/sitemaps/leaf.xml", urlset([u(p) for p in leaf]), content_type="application/xml")

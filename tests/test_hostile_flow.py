@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from hostile_site import HOSTILE_ENV, HostileSite, build_hostile_site, check_cases, duplicate_rows, make_article_html, q
+from hostile_site import HOSTILE_ENV, HostileSite, build_hostile_site, case_summary, check_cases, duplicate_rows, hostile_inputs, make_article_html, q
 from prefect_fixtures import prefect_api  # noqa: F401  (fixture)
 from sitesrv import SiteServer
 
@@ -70,8 +70,31 @@ CASE_NAMES = [
 ]
 
 
+# Plain good articles of the same feed: they show the site works, they are not hostile inputs.
+CONTROLS = ["good_0", "good_1", "good_2"]
+# Hostile inputs checked on more than one URL (each URL is a case; the input counts once).
+MULTI_CASE_INPUTS = {
+    "duplicate_guid": ["duplicate_guid_first", "duplicate_guid_second"],
+    "sitemap_gzip": ["sitemap_gzip-1", "sitemap_gzip-2"],
+    "sitemap_index_of_indexes": ["sitemap_index_of_indexes-1", "sitemap_index_of_indexes-2"],
+}
+HOSTILE_INPUTS = 37  # 43 cases - 3 controls - 3 second URLs of multi-URL inputs
+
+
 def test_case_list_is_complete(hostile: dict) -> None:
     assert sorted(CASE_NAMES) == sorted(c.name for c in hostile["site"].cases)
+
+
+def test_distinct_hostile_inputs_and_controls_are_counted_apart(hostile: dict) -> None:
+    cases = hostile["site"].cases
+    inputs = hostile_inputs(cases)
+    assert [c.name for c in cases if c.control] == CONTROLS
+    assert {k: [c.name for c in v] for k, v in inputs.items() if len(v) > 1} == MULTI_CASE_INPUTS
+    summary = case_summary(cases, hostile["outcomes"])
+    print(f"\nhostile inputs handled {summary['hostile inputs handled']}/{summary['hostile inputs tried']}, "
+          f"control articles {summary['control articles handled']}/{summary['control articles tried']} ({len(cases)} cases)")
+    assert summary == {"hostile inputs tried": HOSTILE_INPUTS, "hostile inputs handled": HOSTILE_INPUTS,
+                       "control articles tried": 3, "control articles handled": 3}
 
 
 @pytest.mark.parametrize("name", CASE_NAMES)
