@@ -36,7 +36,7 @@ class RunContext:
 
     def write(self):  # noqa: ANN201 - context manager from warehouse.db
         """A short write session on the warehouse (released after the batch)."""
-        return db.session(self.settings.db, timeout_s=self.settings.db_lock_timeout_s)
+        return db.session(self.settings)
 
 
 def failure_kind(failure: Failure, kinds: dict[str, str]) -> tuple[Failure, str]:
@@ -75,7 +75,7 @@ def _entity_targets(ctx: RunContext, prepared: Sequence[Prepared]) -> tuple[list
     """
     # The expected version is read from the installed model's files: no spaCy load in this process.
     current = [(p.article.id, p.article.content_hash, *expected_run(p.article, ctx.settings.entities)) for p in prepared]
-    with db.session(ctx.settings.db, read_only=True, timeout_s=ctx.settings.db_lock_timeout_s) as con:
+    with db.session(ctx.settings, read_only=True) as con:
         unchanged = queries.unchanged_with_entities(con, current)
         owners = queries.existing_content_hashes(con, [p.article.content_hash for p in prepared])
         owner_texts = queries.article_texts(con, list(set(owners.values())))

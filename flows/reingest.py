@@ -12,11 +12,8 @@ All parameters are plain JSON types (str/bool/None), so a Prefect deployment can
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, time, timedelta, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,6 +23,8 @@ from prefect.cache_policies import NO_CACHE
 from flows import progress
 from flows.batch import RunContext, load_prepared, process_fetched
 from flows.compute import SettingsTaskRunner
+# Selection, dates and mode checks live in flows/inputs.py (no Prefect), so the CLI checks them before a run.
+from flows.inputs import MODES, WINDOW_ON, Selector, check_mode, check_reingest_source, parse_when, selection_counts  # noqa: F401
 from flows.ingest import batches, configured_hosts, fetch_and_process, retry_if_retryable
 from flows.run import warehouse_run
 from ingest.errors import ConfigError, NewsflowError
@@ -38,101 +37,10 @@ from warehouse import db
 from warehouse import reingest as selection
 from warehouse.reingest import SEED_PREFIX, Target
 
-MODES = ("refetch", "reprocess")
-WINDOW_ON = ("first_seen", "published")
-_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
-def parse_when(value: str, *, end: bool = False) -> datetime:
-    """YYYY-MM-DD or an ISO datetime as aware UTC (no zone = UTC); a bare date with end=True means the end of that day."""
-    text = value.strip()
-    try:
-        if _DATE_ONLY.match(text):
-            day = datetime.fromisoformat(text).date()
-            if end:  # "--until 2024-03-05" includes the whole of 5 March
-                day += timedelta(days=1)
-            return datetime.combine(day, time(0), tzinfo=timezone.utc)
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
-    except ValueError:
-        raise ConfigError(f"not a date or ISO datetime: {value!r} (want YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS][+HH:MM])", reason="bad_date") from None
-    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
-
-
-@dataclass(frozen=True)
-class Selector:
-    """Exactly one way of choosing what to re-ingest (validated)."""
-
-    source: str | None = None
-    url: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    window_on: str = "first_seen"
-    failed: bool = False
-    all: bool = False
-
-    @classmethod
-    def of(
-        cls, *, source: str | None, url: str | None, since: str | None, until: str | None, window_on: str, failed: bool, all: bool  # noqa: A002
-    ) -> "Selector":
-        """Validate flow parameters into a Selector; a ConfigError (not retryable) names the problem."""
-        given = [name for name, v in (("source", source), ("url", url), ("since/until", since or until), ("failed", failed), ("all", all)) if v]
-        if len(given) != 1:
-            raise ConfigError(
-                "give exactly one selector: source, url, since/until, failed or all" + (f" (got {', '.join(given)})" if given else ""),
-                reason="bad_selector",
-            )
-        if window_on not in WINDOW_ON:
-            raise ConfigError(f"window_on must be one of {', '.join(WINDOW_ON)}, not {window_on!r}", reason="bad_selector")
-        lo = parse_when(since) if since else None
-        hi = parse_when(until, end=True) if until else None
-        if lo is not None and hi is not None and hi <= lo:
-            raise ConfigError(f"empty time window: until ({until}) is not after since ({since})", reason="bad_selector")
-        return cls(source=source, url=url, since=lo, until=hi, window_on=window_on, failed=bool(failed), all=bool(all))
-
-    def describe(self) -> str:
-        """Human wording of the selection, e.g. "source 'bbc'"."""
-        if self.source:
-            return f"source {self.source!r}"
-        if self.url:
-            return f"URLs matching {self.url!r}"
-        if self.since or self.until:
-            what = "first seen" if self.window_on == "first_seen" else "published"
-            lo = self.since.isoformat() if self.since else "the beginning"
-            hi = self.until.isoformat() if self.until else "now"
-            return f"articles {what} from {lo} until {hi}"
-        if self.failed:
-            return "failed URLs"
-        return "all articles"
-
-    def select(self, con: Any) -> list[Target]:
-        """Run the matching selection query."""
-        if self.source:
-            return selection.by_source(con, self.source)
-        if self.url:
-            return selection.by_url(con, self.url)
-        if self.since or self.until:
-            return selection.by_window(con, self.since, self.until, self.window_on)
-        if self.failed:
-            return selection.failed(con)
-        return selection.everything(con)
-
-
-def selection_counts(targets: Sequence[Target], mode: str) -> dict[str, int]:
-    """What a selection touches: distinct articles, page URLs (not seeds), seeds, and pages that cannot be re-processed."""
-    pages = [t for t in targets if not t.is_seed]
-    return {
-        "articles": len({t.article_id for t in targets if t.article_id}),
-        "urls": len(pages),
-        "seeds": sum(1 for t in targets if t.is_seed),
-        # reprocess needs a stored body: a URL that never returned one (e.g. a 500) is skipped.
-        "no_stored_page": sum(1 for t in pages if not t.has_body) if mode == "reprocess" else 0,
-    }
-
-
 @task(name="select-reingest", cache_policy=NO_CACHE)
 def select_targets(settings: Settings, selector: Selector) -> list[Target]:
     """Read the selected targets from the warehouse (read-only)."""
-    with db.session(settings.db, read_only=True, timeout_s=settings.db_lock_timeout_s) as con:
+    with db.session(settings, read_only=True) as con:
         return selector.select(con)
 
 
@@ -140,7 +48,7 @@ def select_targets(settings: Settings, selector: Selector) -> list[Target]:
 def reprocess_batch(ctx: RunContext, targets: list[Target]) -> dict[str, int]:
     """Re-run clean/dedup/NER on the stored raw pages of one batch, in one warehouse transaction."""
     s = ctx.settings
-    with db.session(s.db, read_only=True, timeout_s=s.db_lock_timeout_s) as con:
+    with db.session(s, read_only=True) as con:
         pages = selection.stored_pages(con, targets)
     counts = process_fetched(ctx, pages, from_store=True) if pages else Counter()
     progress.advance("process", len(targets))
@@ -174,7 +82,7 @@ def _fetch_config(ctx: RunContext) -> tuple[dict[str, str], set[str]]:
         config = load_sources(s.sources_path)
         mirrors = config.mirrors
         trusted |= configured_hosts(config.sources)
-    with db.session(s.db, read_only=True, timeout_s=s.db_lock_timeout_s) as con:
+    with db.session(s, read_only=True) as con:
         locations = selection.source_locations(con)
     trusted |= {urlsplit(loc).netloc.lower() for loc in locations if "://" in loc and not loc.startswith("file:")}
     return mirrors, trusted
@@ -212,14 +120,15 @@ def reingest(
     trigger: str = "manual",
 ) -> dict[str, Any]:
     """Re-ingest a selection of known articles/URLs: `refetch` from the network or `reprocess` stored pages."""
-    if mode not in MODES:
-        raise ConfigError(f"mode must be one of {', '.join(MODES)}, not {mode!r}", reason="bad_mode")
+    check_mode(mode)
     selector = Selector.of(source=source, url=url, since=since, until=until, window_on=window_on, failed=failed, all=all)
     settings = Settings()
     summary = {"mode": mode, "selection": selector.describe()}
     if dry_run:
         # Read-only and no run row: the warehouse stays exactly as it was.
         targets = select_targets(settings, selector)
+        if selector.source:
+            check_reingest_source(settings, selector.source, targets)
         return {"run_id": None, "dry_run": True, **summary, **selection_counts(targets, mode)}
     params = {
         "source": source, "url": url, "since": since, "until": until, "window_on": window_on,

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ingest.settings import Settings
-from warehouse import db, loads
+from warehouse import db, loads, maintenance
 
 from flows.batch import RunContext
 from flows.compute import stage_pool
@@ -63,27 +63,26 @@ def _logger() -> logging.Logger | logging.LoggerAdapter:
 
 @contextmanager
 def warehouse_run(settings: Settings, *, flow: str, trigger: str, params: dict[str, Any]) -> Iterator[RunContext]:
-    """Hold the run lock, bring the schema up to date, open a `runs` row, and close it with a status.
+    """Hold the writer lock, bring the schema up to date, open a `runs` row, and close it with a status.
 
-    Only one run writes at a time: a second run waits on the lock (and says so in the log).
-    This lock, not a Prefect concurrency limit, is what serialises served deployments too: runs
-    whose schedules overlap (or an interval shorter than a run) wait here, and because discovery
-    and planning happen after the lock is taken, the waiting run sees everything the first one
-    loaded and fetches nothing twice. A Prefect global concurrency limit was not used because it
-    only sees runs reported to the same Prefect server (`newsflow ingest` uses an ephemeral API),
-    and a slot held by a killed process stays taken until its lease expires, whereas the kernel
-    releases a flock the moment the process dies.
+    Only one run writes at a time, wherever runs start: the lock is a flock beside a SQLite catalog and a
+    PostgreSQL advisory lock for a Postgres catalog (see warehouse.db.run_lock). Either is released the
+    instant its holder dies, unlike a Prefect concurrency slot, which stays taken until its lease
+    expires. Discovery and planning happen after the lock is taken, so a waiting run sees everything
+    the first one loaded and fetches nothing twice. Readers never wait: they read lake snapshots.
     A run found still 'running' once we hold the lock died without finishing: it is marked 'crashed'.
+    At the end the run records its lake snapshot (time travel) and runs maintenance.
     """
     logger = _logger()
 
-    def waiting() -> None:
-        logger.warning("another newsflow run is writing to %s; waiting for it to finish", settings.db)
+    def waiting(what: str) -> None:
+        logger.info("%s; waiting for it to finish", what)
 
-    with db.run_lock(settings.db, on_wait=waiting):
+    db.check_legacy(settings)
+    with db.run_lock(settings, on_wait=waiting):
         started_at = datetime.now(timezone.utc)
-        db.init_db(settings.db, timeout_s=settings.db_lock_timeout_s)
-        with db.session(settings.db, timeout_s=settings.db_lock_timeout_s) as con, db.transaction(con):
+        db.init_db(settings)
+        with db.session(settings) as con, db.transaction(con):
             crashed = loads.mark_crashed_runs(con)
             run_id = loads.start_run(con, flow=flow, trigger=resolve_trigger(trigger), params=params, flow_run_id=_flow_run_id())
         if crashed:
@@ -94,11 +93,30 @@ def warehouse_run(settings: Settings, *, flow: str, trigger: str, params: dict[s
         try:
             yield ctx
         except BaseException as exc:
-            with db.session(settings.db, timeout_s=settings.db_lock_timeout_s) as con:
-                loads.finish_run(con, run_id, status="failed", error=f"{type(exc).__name__}: {exc}"[:2000])
+            _finish(settings, run_id, status="failed", error=f"{type(exc).__name__}: {exc}"[:2000], logger=logger)
             raise
         else:
-            with db.session(settings.db, timeout_s=settings.db_lock_timeout_s) as con:
-                loads.finish_run(con, run_id, status="completed")
+            _finish(settings, run_id, status="completed", error=None, logger=logger)
+            try:
+                report = maintenance.after_run(settings)
+                logger.info("maintenance: %s", report.summary())
+            except Exception as exc:  # maintenance is housekeeping: the run's data is committed already
+                logger.warning("maintenance after run %d skipped: %s", run_id, str(exc).splitlines()[0][:200])
         finally:
             pool.close()
+
+
+def _finish(settings: Settings, run_id: int, *, status: str, error: str | None, logger: Any) -> None:
+    """Close the run row and record the snapshot that shows the lake as the run left it."""
+    try:
+        with db.session(settings) as con:
+            with db.transaction(con):
+                loads.finish_run(con, run_id, status=status, error=error)
+            snapshot = db.last_committed_snapshot(con)
+            with db.transaction(con):
+                loads.set_run_snapshot(con, run_id, snapshot)
+    except Exception as exc:
+        if status == "completed":
+            raise
+        # The catalog may be what failed (e.g. PostgreSQL stopped): the next run marks this one crashed.
+        logger.warning("could not record run %d as %s: %s", run_id, status, str(exc).splitlines()[0][:200])

@@ -89,6 +89,22 @@ class DedupSettings(BaseModel):
     # Signature-estimated Jaccard below which a candidate is rejected without the exact shingle comparison;
     # ~3.5 standard errors (128 permutations) below containment_min_jaccard, so true pairs are not lost.
     min_estimated_jaccard: float = 0.15
+    # Shingle length in characters for texts mostly in scripts without spaces (Chinese, Japanese; Thai etc. x2). On a
+    # Japanese syndicated pair and a same-event other story (tests/data/dedup/): 5 chars -> copy J 0.77, other 0.026;
+    # 8 -> 0.75 / 0.012 (about what 5 English words give unrelated stories); 11 -> 0.74 / 0.003.
+    char_shingle_size: int = 8
+    # Containment rule for copies of very different lengths (one extracted to its first fifth, one grown by live
+    # updates), whatever their Jaccard: the shorter text needs this many shingles (a one-paragraph brief quoted in a
+    # round-up has ~40) and this share of them in the longer one (measured in benchmarks/dedup_eval.py).
+    contained_min_shingles: int = 60
+    contained_threshold: float = 0.9
+    # Candidates for those pairs: extra LSH bands over the MinHash of the text's lead, its first lead_shingles
+    # shingles of lines with >= lead_min_tokens tokens (headlines, bylines and credits are shorter and differ between
+    # copies). Whole-text bands need Jaccard ~0.42; a copy cut to its first fifth has ~0.2.
+    lead_shingles: int = 60
+    lead_min_tokens: int = 20
+    lead_bands: int = 8
+    lead_rows: int = 4
 
 
 def _default_ner_models() -> dict[str, str]:
@@ -137,7 +153,16 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="NEWSFLOW_", env_nested_delimiter="__", extra="ignore")
 
-    db: Path = Path("newsflow.duckdb")
+    # The DuckLake warehouse: its catalog ("sqlite:PATH" by default; "postgres:<libpq connection string>"
+    # for several hosts) and the directory (or shared path) holding its Parquet data files.
+    catalog: str = "sqlite:./newsflow/catalog.sqlite"
+    data_path: str = "./newsflow/data/"
+    # A newsflow 0.1 warehouse file (DuckDB 2.0 storage): recognised, and the user told how to import it.
+    legacy_db_file: Path = Path("newsflow.duckdb")
+    # Snapshots older than this are expired by maintenance (time travel reaches back this far).
+    snapshot_retention_days: float = 30.0
+    # Rows a load may keep inlined in the catalog before they are flushed to a Parquet file.
+    data_inlining_row_limit: int = 100
     seeds_dir: Path = BUNDLED_SEEDS_DIR
     sources_file: Path | None = None
     # Articles per batch: one Prefect task handles a whole batch (tiny tasks stall the API).
@@ -146,13 +171,20 @@ class Settings(BaseSettings):
     workers: int = 2
     task_runner: Literal["threads", "dask"] = "threads"
     dask_address: str | None = None
-    # Seconds a reader or writer keeps retrying while another process holds the DuckDB file.
+    # Seconds a reader or writer keeps retrying while the catalog is busy (SQLite catalog lock).
     db_lock_timeout_s: float = 60.0
     fetch: FetchSettings = Field(default_factory=FetchSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     clean: CleanSettings = Field(default_factory=CleanSettings)
     dedup: DedupSettings = Field(default_factory=DedupSettings)
     entities: EntitySettings = Field(default_factory=EntitySettings)
+
+    @property
+    def warehouse_dir(self) -> Path:
+        """Local directory for the warehouse's side files (run lock, logs): the SQLite catalog's folder, else the data path."""
+        if self.catalog.startswith("sqlite:"):
+            return Path(self.catalog.removeprefix("sqlite:")).expanduser().resolve().parent
+        return Path(self.data_path).expanduser().resolve()
 
     @property
     def sources_path(self) -> Path:

@@ -27,6 +27,7 @@ from xml.sax.saxutils import escape
 import duckdb
 
 from sitesrv import Response, SiteServer
+from lake import lake_connect, lake_env
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "seeds" / "demo_site"
@@ -373,7 +374,7 @@ def build_hostile_site(trusted: SiteServer, other: SiteServer, workdir: Path) ->
 
 def q(db_path: Path | str, sql: str, params: list | None = None) -> list[tuple]:
     """One read-only query (direct DuckDB; only for tests, when no writer is running)."""
-    with duckdb.connect(str(db_path), read_only=True) as con:
+    with lake_connect(db_path) as con:
         return con.execute(sql, params or []).fetchall()
 
 
@@ -428,7 +429,7 @@ KEYED_TABLES = {
 def duplicate_rows(db_path: Path | str) -> dict[str, int]:
     """Rows beyond the first per key, for every table keyed by url/article id (0 everywhere is healthy)."""
     out = {}
-    with duckdb.connect(str(db_path), read_only=True) as con:
+    with lake_connect(db_path) as con:
         for t, key in KEYED_TABLES.items():
             k = ", ".join(key)
             out[t] = con.execute(f"select coalesce(sum(c - 1), 0) from (select count(*) c from {t} group by {k})").fetchall()[0][0]
@@ -466,7 +467,7 @@ def cli_env(db: Path | str, sources: Path | str, prefect_home: Path | str, **ext
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSFLOW_")}
     env.update(
-        NEWSFLOW_DB=str(db), NEWSFLOW_SOURCES_FILE=str(sources), PREFECT_HOME=str(prefect_home),
+        **lake_env(db), NEWSFLOW_SOURCES_FILE=str(sources), PREFECT_HOME=str(prefect_home),
         NEWSFLOW_FETCH__PER_HOST_DELAY_S="0", NEWSFLOW_RETRY__BASE_DELAY_S="0", NEWSFLOW_WORKERS="1",
         PYTHONUNBUFFERED="1",
     )
@@ -497,7 +498,7 @@ NEWSFLOW: list[str] = newsflow_command()  # use as [*NEWSFLOW, "ingest", ...]
 def integrity_report(db: Path | str, feed_urls: list[str]) -> dict[str, Any]:
     """After runs over `feed_urls`: lost URLs (neither article nor recorded failure), duplicate rows,
     half-written articles (no page, fingerprint or entity run) and whether run counts match the data."""
-    with duckdb.connect(str(db), read_only=True) as con:
+    with lake_connect(db) as con:
         known = {u for (u,) in con.execute("select url from article_urls").fetchall()}
         failed = {u for (u,) in con.execute("select url from failures").fetchall()}
         lost = [u for u in feed_urls if u not in known and u not in failed]

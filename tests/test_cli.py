@@ -12,6 +12,7 @@ import duckdb
 import pytest
 
 from flows.cli import build_parser, main
+from lake import use_lake, lake_connect
 
 REPO = Path(__file__).resolve().parent.parent
 SEEDS = REPO / "seeds"
@@ -49,8 +50,8 @@ def warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     seeds.mkdir()
     for f in SEEDS.glob("*.txt"):
         shutil.copy(f, seeds / f.name)
-    db_path = tmp_path / "w.duckdb"
-    monkeypatch.setenv("NEWSFLOW_DB", str(db_path))
+    db_path = tmp_path / "wh"
+    use_lake(monkeypatch, db_path)
     monkeypatch.setenv("NEWSFLOW_SEEDS_DIR", str(seeds))
     monkeypatch.setenv("NEWSFLOW_WORKERS", "1")
     assert main(["init"]) == 0
@@ -58,7 +59,7 @@ def warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def rows(db_path: Path, sql: str) -> list[tuple]:
-    with duckdb.connect(str(db_path), read_only=True) as con:
+    with lake_connect(db_path) as con:
         return con.execute(sql).fetchall()
 
 
@@ -110,7 +111,7 @@ def test_status_shows_runs_and_failures(warehouse: Path, capsys: pytest.CaptureF
 
 
 def test_missing_warehouse_and_bad_sources_are_one_line_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("NEWSFLOW_DB", str(tmp_path / "none.duckdb"))
+    use_lake(monkeypatch, tmp_path / "none.duckdb")
     assert main(["sql", "select 1"]) == 2
     assert "run `newsflow init` first" in capsys.readouterr().err
     bad = tmp_path / "sources.toml"

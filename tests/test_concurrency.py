@@ -45,10 +45,10 @@ def loaded(prefect_api: None, tmp_path_factory: pytest.TempPathFactory) -> dict:
     tmp = tmp_path_factory.mktemp("conc")
     with SiteServer() as site:
         sources, urls = serve_many_articles(site, tmp, n=30, delay_s=0)
-        env = cli_env(tmp / "w.duckdb", sources, tmp / "prefect", NEWSFLOW_BATCH_SIZE="10")
+        env = cli_env(tmp / "wh", sources, tmp / "prefect", NEWSFLOW_BATCH_SIZE="10")
         r = subprocess.run([*NEWSFLOW, "ingest"], env=env, capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stderr[-2000:]
-    return {"db": tmp / "w.duckdb", "env": env, "tmp": tmp}
+    return {"db": tmp / "wh", "env": env, "tmp": tmp}
 
 
 @pytest.mark.parametrize("query", REFUSED)
@@ -72,10 +72,11 @@ def _reader_script(db: Path, n: int) -> str:
     return (
         "import sys, json\n"
         "from warehouse.readonly import run_readonly\n"
+        "from ingest.settings import Settings\n"
         "ok = fail = 0\n"
         f"for i in range({n}):\n"
         "    try:\n"
-        f"        run_readonly({str(db)!r}, 'select count(*), max(fetched_at) from articles join pages on pages.url = articles.page_url', timeout_s=60)\n"
+        f"        run_readonly(Settings(), 'select count(*), max(fetched_at) from articles join pages on pages.url = articles.page_url')\n"
         "        ok += 1\n"
         "    except Exception as e:\n"
         "        fail += 1; print('FAIL', type(e).__name__, e, file=sys.stderr)\n"
@@ -119,7 +120,7 @@ def stress_readers(db: Path, env: dict, writer: subprocess.Popen, cli_queries: i
 
 def test_readers_succeed_while_ingest_writes(prefect_api: None, site: SiteServer, tmp_path: Path) -> None:
     sources, urls = serve_many_articles(site, tmp_path, n=80, delay_s=0.02)
-    db = tmp_path / "w.duckdb"
+    db = tmp_path / "wh"
     env = cli_env(db, sources, tmp_path / "prefect", NEWSFLOW_BATCH_SIZE="10")
     assert subprocess.run([*NEWSFLOW, "init"], env=env, capture_output=True, timeout=120).returncode == 0
     writer = subprocess.Popen([*NEWSFLOW, "ingest"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -140,7 +141,7 @@ def test_readers_succeed_while_ingest_writes(prefect_api: None, site: SiteServer
 
 def test_two_ingests_at_once_take_turns(prefect_api: None, site: SiteServer, tmp_path: Path) -> None:
     sources, urls = serve_many_articles(site, tmp_path, n=40, delay_s=0.02)
-    db = tmp_path / "w.duckdb"
+    db = tmp_path / "wh"
     env = cli_env(db, sources, tmp_path / "prefect", NEWSFLOW_BATCH_SIZE="10")
     assert subprocess.run([*NEWSFLOW, "init"], env=env, capture_output=True, timeout=120).returncode == 0
     a = subprocess.Popen([*NEWSFLOW, "ingest"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

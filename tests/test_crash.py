@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from lake import lake_settings
 from hostile_site import NEWSFLOW, cli_env, integrity_report, q, serve_many_articles
 from prefect_fixtures import prefect_api  # noqa: F401  (fixture)
 from sitesrv import SiteServer
@@ -23,7 +24,7 @@ def loaded_articles(db: Path) -> int:
     from warehouse.readonly import run_readonly
 
     try:
-        return int(run_readonly(db, "select count(*) from articles", timeout_s=30)[1][0][0])
+        return int(run_readonly(lake_settings(db), "select count(*) from articles")[-1][1][0][0])
     except Exception:  # noqa: BLE001 - no warehouse yet (the run is still migrating)
         return 0
 
@@ -46,7 +47,7 @@ def kill_after_first_batch(proc: subprocess.Popen, db: Path, min_articles: int, 
 
 def test_sigkill_mid_run_loses_nothing(prefect_api: None, site: SiteServer, tmp_path: Path) -> None:
     sources, urls = serve_many_articles(site, tmp_path, n=150, delay_s=0.03)
-    db = tmp_path / "w.duckdb"
+    db = tmp_path / "wh"
     env = cli_env(db, sources, tmp_path / "prefect", NEWSFLOW_BATCH_SIZE="20")
     log1 = (tmp_path / "run1.log").open("w")
     proc = subprocess.Popen([*NEWSFLOW, "ingest"], env=env, stdout=log1, stderr=subprocess.STDOUT, start_new_session=True)
@@ -82,7 +83,7 @@ def test_failing_batch_rolls_back_and_next_run_loads_all(
     from warehouse import entities_store
 
     sources, urls = serve_many_articles(site, tmp_path, n=15, delay_s=0)
-    db = tmp_path / "w.duckdb"
+    db = tmp_path / "wh"
     for k, v in cli_env(db, sources, tmp_path / "prefect", NEWSFLOW_BATCH_SIZE="5").items():
         if k.startswith("NEWSFLOW_"):
             monkeypatch.setenv(k, v)

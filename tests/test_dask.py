@@ -11,6 +11,7 @@ import pytest
 from prefect_fixtures import prefect_api  # noqa: F401  (fixture)
 from sitesrv import SiteServer
 from test_flow_ingest import DEMO, rss
+from lake import use_lake, lake_connect
 
 REPO = Path(__file__).resolve().parent.parent
 NORTHWIRE = REPO / "seeds" / "demo_site" / "northwire"
@@ -33,7 +34,7 @@ CONTENT_QUERIES = {
 
 def snapshot(db_path: Path) -> dict[str, list[tuple]]:
     """The warehouse's content, table by table."""
-    with duckdb.connect(str(db_path), read_only=True) as con:
+    with lake_connect(db_path) as con:
         return {name: con.execute(sql).fetchall() for name, sql in CONTENT_QUERIES.items()}
 
 
@@ -79,14 +80,14 @@ def test_dask_run_matches_sequential(prefect_api: None, two_sites: Path, cluster
     from flows.ingest import ingest
 
     client = cluster
-    seq_db, dask_db = two_sites / "seq.duckdb", two_sites / "dask.duckdb"
+    seq_db, dask_db = two_sites / "seq", two_sites / "dask"
 
-    monkeypatch.setenv("NEWSFLOW_DB", str(seq_db))
+    use_lake(monkeypatch, seq_db)
     monkeypatch.setenv("NEWSFLOW_TASK_RUNNER", "threads")
     monkeypatch.setenv("NEWSFLOW_WORKERS", "1")
     r_seq = ingest()
 
-    monkeypatch.setenv("NEWSFLOW_DB", str(dask_db))
+    use_lake(monkeypatch, dask_db)
     monkeypatch.setenv("NEWSFLOW_TASK_RUNNER", "dask")
     monkeypatch.setenv("NEWSFLOW_DASK_ADDRESS", client.scheduler.address)  # type: ignore[attr-defined]
     monkeypatch.setenv("NEWSFLOW_WORKERS", "2")
@@ -107,7 +108,7 @@ def test_dask_run_matches_sequential(prefect_api: None, two_sites: Path, cluster
     assert len({w for k, w in ran if k.startswith(("prepare_pages", "extract_entities"))}) == 2
     assert not any(("load" in k or "process_batch" in k or "register" in k) for k, _ in ran), names
 
-    with duckdb.connect(str(dask_db), read_only=True) as con:
+    with lake_connect(dask_db) as con:
         row = con.execute("select status, trigger, flow_run_id from runs").fetchall()
     assert row[0][0] == "completed" and row[0][1] == "cli" and row[0][2]
 

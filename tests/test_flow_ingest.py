@@ -13,6 +13,7 @@ import pytest
 
 from prefect_fixtures import prefect_api  # noqa: F401  (fixture)
 from sitesrv import SiteServer
+from lake import use_lake, lake_connect
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "seeds" / "demo_site" / "harbourgazette"
@@ -54,8 +55,8 @@ def news(site: SiteServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> d
     site.set_file("/feed.xml", rss(site, feed_paths), content_type="application/rss+xml")
     sources = tmp_path / "sources.toml"
     sources.write_text(f'[[sources]]\nname = "fixture"\nkind = "rss"\nlocation = "{site.url("/feed.xml")}"\n')
-    db_path = tmp_path / "w.duckdb"
-    monkeypatch.setenv("NEWSFLOW_DB", str(db_path))
+    db_path = tmp_path / "wh"
+    use_lake(monkeypatch, db_path)
     monkeypatch.setenv("NEWSFLOW_SOURCES_FILE", str(sources))
     monkeypatch.setenv("NEWSFLOW_FETCH__PER_HOST_DELAY_S", "0")
     monkeypatch.setenv("NEWSFLOW_RETRY__BASE_DELAY_S", "0")
@@ -64,7 +65,7 @@ def news(site: SiteServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> d
 
 
 def q(db_path: Path, sql: str, params: list | None = None) -> list[tuple]:
-    with duckdb.connect(str(db_path), read_only=True) as con:
+    with lake_connect(db_path) as con:
         return con.execute(sql, params or []).fetchall()
 
 

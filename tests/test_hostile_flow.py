@@ -17,6 +17,7 @@ import pytest
 from hostile_site import HOSTILE_ENV, HostileSite, build_hostile_site, case_summary, check_cases, duplicate_rows, hostile_inputs, make_article_html, q
 from prefect_fixtures import prefect_api  # noqa: F401  (fixture)
 from sitesrv import SiteServer
+from lake import lake_env
 
 pytestmark = pytest.mark.slow
 
@@ -37,9 +38,9 @@ def hostile(prefect_api: None, tmp_path_factory: pytest.TempPathFactory) -> dict
     tmp = tmp_path_factory.mktemp("hostile")
     trusted, other = SiteServer().start(), SiteServer().start()
     site = build_hostile_site(trusted, other, tmp)
-    db = tmp / "w.duckdb"
+    db = tmp / "wh"
     mp = pytest.MonkeyPatch()
-    for k, v in {**HOSTILE_ENV, "NEWSFLOW_DB": str(db), "NEWSFLOW_SOURCES_FILE": str(site.sources_file)}.items():
+    for k, v in {**HOSTILE_ENV, **lake_env(db), "NEWSFLOW_SOURCES_FILE": str(site.sources_file)}.items():
         mp.setenv(k, v)
     guard = _guard()
     guard.reset()

@@ -14,6 +14,7 @@ import pytest
 
 from prefect_fixtures import prefect_api  # noqa: F401  (fixture)
 from sitesrv import SiteServer
+from lake import use_lake, lake_connect
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "seeds" / "demo_site" / "harbourgazette"
@@ -49,13 +50,13 @@ def rss(site: SiteServer, paths: list[str]) -> str:
 
 
 def q(db_path: Path, sql: str, params: list | None = None) -> list[tuple]:
-    with duckdb.connect(str(db_path), read_only=True) as con:
+    with lake_connect(db_path) as con:
         return con.execute(sql, params or []).fetchall()
 
 
 def snapshot(db_path: Path) -> dict[str, list[tuple]]:
     """Full contents of every table a re-ingest may touch, in a stable order."""
-    with duckdb.connect(str(db_path), read_only=True) as con:
+    with lake_connect(db_path) as con:
         return {t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in TABLES}  # test-only, fixed names
 
 
@@ -82,8 +83,8 @@ def news(site: SiteServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> d
         f'[[sources]]\nname = "fixture"\nkind = "rss"\nlocation = "{site.url("/feed.xml")}"\n\n'
         f'[[sources]]\nname = "other"\nkind = "rss"\nlocation = "{site.url("/other.xml")}"\n'
     )
-    db_path = tmp_path / "w.duckdb"
-    monkeypatch.setenv("NEWSFLOW_DB", str(db_path))
+    db_path = tmp_path / "wh"
+    use_lake(monkeypatch, db_path)
     monkeypatch.setenv("NEWSFLOW_SOURCES_FILE", str(sources))
     monkeypatch.setenv("NEWSFLOW_FETCH__PER_HOST_DELAY_S", "0")
     monkeypatch.setenv("NEWSFLOW_RETRY__BASE_DELAY_S", "0")

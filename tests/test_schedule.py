@@ -25,6 +25,7 @@ from hostile_site import NEWSFLOW
 from sitesrv import SiteServer
 from warehouse import db
 from test_flow_ingest import DEMO, demo_articles, rss
+from lake import lake_env, lake_settings
 
 pytestmark = pytest.mark.slow
 
@@ -75,7 +76,7 @@ def runs(db_path: Path) -> list[tuple]:
     if not db_path.exists():
         return []
     try:
-        with db.session(db_path, read_only=True, timeout_s=5) as con:
+        with db.session(lake_settings(db_path), read_only=True) as con:
             return con.execute("select flow, trigger, status, flow_run_id, params, new from runs order by id").fetchall()
     except (db.WarehouseBusy, duckdb.IOException, duckdb.CatalogException):
         return []
@@ -104,7 +105,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
             "DO_NOT_TRACK": "1",
             # Poll for due runs every 2 s instead of 10 s: keeps the test short.
             "PREFECT_RUNNER_POLL_FREQUENCY": "2",
-            "NEWSFLOW_DB": str(tmp / "w.duckdb"),
+            **lake_env(tmp / "wh"),
             "NEWSFLOW_SOURCES_FILE": str(sources),
             "NEWSFLOW_FETCH__PER_HOST_DELAY_S": "0",
             "NEWSFLOW_WORKERS": "1",
@@ -126,7 +127,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
                 [*NEWSFLOW, "serve", "--interval", "5"], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
         procs.append(serve)
-        yield {"env": env, "db": tmp / "w.duckdb", "api_url": api_url, "serve": serve, "serve_log": serve_log,
+        yield {"env": env, "db": tmp / "wh", "api_url": api_url, "serve": serve, "serve_log": serve_log,
                "server_log": server_log, "healthy_after": healthy_after, "site": site}
     finally:
         for proc in reversed(procs):  # serve first (it pauses its schedules on the server), then the server
@@ -157,7 +158,7 @@ def test_scheduled_runs_land_in_the_warehouse(served: dict) -> None:
     assert len({r[3] for r in done}) == len(done)
     assert all('"fixture"' in r[4] for r in done)  # params: sources=["fixture"]
     assert sum(r[5] for r in done) == 6  # the six feed articles, loaded once in all
-    with db.session(db_path, read_only=True) as con:  # retries while a served run holds the file
+    with db.session(lake_settings(db_path), read_only=True) as con:  # retries while a served run holds the file
         assert con.execute("select count(*) from articles").fetchall()[0][0] == 6
     status = subprocess.run([*NEWSFLOW, "status"], env=served["env"], capture_output=True, text=True, timeout=60)
     assert status.returncode == 0, status.stderr
@@ -193,5 +194,5 @@ def test_manual_deployment_runs_are_recorded_as_manual(served: dict) -> None:
     assert '"reprocess"' in reingest_row[4] and '"fixture"' in reingest_row[4]
     (ingest_row,) = wait_for(finished(ingest_id), 110, "the manual ingest run", served["serve"], served["serve_log"])
     assert ingest_row[:3] == ("ingest", "manual", "completed"), ingest_row
-    with db.session(db_path, read_only=True) as con:  # retries while a served run holds the file
+    with db.session(lake_settings(db_path), read_only=True) as con:  # retries while a served run holds the file
         assert con.execute("select count(*) from articles").fetchall()[0][0] == 6  # nothing loaded twice

@@ -10,6 +10,7 @@ import pytest
 from flows.cli import main
 from prefect_fixtures import prefect_api  # noqa: F401  (fixture)
 from sitesrv import SiteServer
+from lake import use_lake, lake_connect
 
 REPO = Path(__file__).resolve().parent.parent
 EXTRA = REPO / "tests" / "data" / "site_extra"
@@ -19,14 +20,14 @@ SEED_003 = "seed://003_a6cc57f649ce1f43.txt"
 
 
 def rows(db_path: Path, sql: str, params: list | None = None) -> list[tuple]:
-    with duckdb.connect(str(db_path), read_only=True) as con:
+    with lake_connect(db_path) as con:
         return con.execute(sql, params or []).fetchall()
 
 
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, site: SiteServer) -> dict:
-    db_path = tmp_path / "w.duckdb"
-    monkeypatch.setenv("NEWSFLOW_DB", str(db_path))
+    db_path = tmp_path / "wh"
+    use_lake(monkeypatch, db_path)
     monkeypatch.setenv("NEWSFLOW_WORKERS", "1")
     monkeypatch.setenv("NEWSFLOW_FETCH__PER_HOST_DELAY_S", "0")
     monkeypatch.setenv("NEWSFLOW_SOURCES_FILE", str(tmp_path / "none.toml"))

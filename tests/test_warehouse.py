@@ -1,4 +1,4 @@
-"""Warehouse schema and loads on real DuckDB files: migrations, idempotent upserts, retries, locking."""
+"""Warehouse schema and loads on a real DuckLake (SQLite catalog + Parquet files): migrations, idempotent loads, retries, readers beside a writer."""
 
 from __future__ import annotations
 
@@ -11,18 +11,19 @@ import duckdb
 import pytest
 
 from ingest.models import Article, Failure, FetchResult
+from lake import lake_settings
 from warehouse import db, loads, queries
 
 
 def test_fresh_and_old_databases_end_at_the_latest_schema(tmp_path: Path) -> None:
     latest = max(v for v, _, _ in db.migration_files())
-    fresh = tmp_path / "fresh.duckdb"
+    fresh = lake_settings(tmp_path / "fresh")
     db.init_db(fresh)
-    # An "old" warehouse: only the first migration applied, with data in it.
-    old = tmp_path / "old.duckdb"
+    # An "old" lake: only the first migration applied, with data in it.
+    old = lake_settings(tmp_path / "old")
     first = db.migration_files()[0]
-    with duckdb.connect(str(old)) as con:
-        con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+    with db.session(old) as con:
+        con.execute("CREATE TABLE schema_migrations (version INTEGER NOT NULL, name VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
         con.execute(first[2].read_text(encoding="utf-8"))
         con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [first[0], first[1]])
         con.execute("INSERT INTO sources (name, kind, location) VALUES ('s', 'rss', 'http://x')")
@@ -31,7 +32,7 @@ def test_fresh_and_old_databases_end_at_the_latest_schema(tmp_path: Path) -> Non
     for path in (fresh, old):
         with db.session(path, read_only=True) as con:
             assert db.schema_version(con) == latest
-            tables = {t for (t,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+            tables = {t for (t,) in con.execute("SELECT table_name FROM information_schema.tables WHERE table_catalog = 'newsflow'").fetchall()}
             assert {"articles", "duplicates", "entities", "mentions", "v_story_clusters", "v_article_entities"} <= tables
     with db.session(old, read_only=True) as con:
         assert con.execute("SELECT name FROM sources").fetchall() == [("s",)]
@@ -44,17 +45,17 @@ def test_a_failing_migration_leaves_no_trace(tmp_path: Path, monkeypatch: pytest
     (mdir / "001_ok.sql").write_text("CREATE TABLE a (x INTEGER);")
     (mdir / "002_bad.sql").write_text("CREATE TABLE b (x INTEGER); SELECT * FROM no_such_table;")
     monkeypatch.setattr(db, "MIGRATIONS_DIR", mdir)
-    path = tmp_path / "w.duckdb"
+    path = lake_settings(tmp_path / "wh")
     with db.session(path) as con:
         with pytest.raises(duckdb.CatalogException):
             db.migrate(con)
         assert db.schema_version(con) == 1
-        tables = {t for (t,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        tables = {t for (t,) in con.execute("SELECT table_name FROM information_schema.tables WHERE table_catalog = 'newsflow'").fetchall()}
         assert "a" in tables and "b" not in tables
 
 
 def test_article_upserts_are_idempotent_and_keep_history(tmp_path: Path) -> None:
-    path = tmp_path / "w.duckdb"
+    path = lake_settings(tmp_path / "wh")
     db.init_db(path)
     t0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
     a = Article(id="a1", url="https://x.example/a", page_url="https://x.example/a", source="s", text="one two", content_hash="h1", fetched_at=t0)
@@ -72,7 +73,7 @@ def test_article_upserts_are_idempotent_and_keep_history(tmp_path: Path) -> None
 
 
 def test_failures_back_off_and_give_up(tmp_path: Path) -> None:
-    path = tmp_path / "w.duckdb"
+    path = lake_settings(tmp_path / "wh")
     db.init_db(path)
     now = datetime.now(timezone.utc)
     f = Failure(url="https://x.example/y", source="s", stage="fetch", reason="http_503", retryable=True, retry_after_s=3600, failed_at=now)
@@ -94,7 +95,7 @@ def test_failures_back_off_and_give_up(tmp_path: Path) -> None:
 
 
 def test_raw_pages_round_trip_compressed(tmp_path: Path) -> None:
-    path = tmp_path / "w.duckdb"
+    path = lake_settings(tmp_path / "wh")
     db.init_db(path)
     body = b"<html>" + b"x" * 10_000 + b"</html>"
     r = FetchResult(url="https://x.example/a", source="s", status=200, body=body, etag='"e1"', last_modified="Mon, 01 Jan 2024 00:00:00 GMT")
@@ -106,26 +107,75 @@ def test_raw_pages_round_trip_compressed(tmp_path: Path) -> None:
         assert queries.validators(con, [r.url]) == {r.url: ('"e1"', "Mon, 01 Jan 2024 00:00:00 GMT")}
 
 
-def test_readers_wait_for_a_short_writer_instead_of_failing(tmp_path: Path) -> None:
-    path = tmp_path / "w.duckdb"
-    db.init_db(path)
-    # Another process holds the file for writing for ~1.5 s; our read-only connect retries until it is free.
-    holder = subprocess.Popen(
-        [sys.executable, "-c", f"import duckdb, time; c = duckdb.connect({str(path)!r}); print('held', flush=True); time.sleep(1.5); c.close()"],
-        stdout=subprocess.PIPE, text=True,
-    )
-    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-    with db.session(path, read_only=True, timeout_s=30) as con:
-        assert con.execute("SELECT count(*) FROM articles").fetchall() == [(0,)]
-    holder.wait(timeout=30)
-    with pytest.raises(db.WarehouseBusy):
-        holder = subprocess.Popen(
-            [sys.executable, "-c", f"import duckdb, time; c = duckdb.connect({str(path)!r}); print('held', flush=True); time.sleep(5)"],
-            stdout=subprocess.PIPE, text=True,
-        )
-        try:
-            assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-            db.connect(path, read_only=True, timeout_s=0.5)
-        finally:
-            holder.kill()
-            holder.wait()
+def test_a_reader_session_kept_open_never_blocks_the_writer(tmp_path: Path) -> None:
+    """An analyst's read-only session attached for a whole load neither fails nor delays the writer, and
+    sees the new rows on its next query (the old DuckDB file refused every other process)."""
+    settings = lake_settings(tmp_path / "wh")
+    db.init_db(settings)
+    reader = db.open_lake(db.target(settings), read_only=True)
+    try:
+        assert reader.execute("SELECT count(*) FROM articles").fetchall() == [(0,)]
+        reader.execute("BEGIN TRANSACTION")  # a long-lived snapshot, as a notebook cell in progress holds one
+        assert reader.execute("SELECT count(*) FROM articles").fetchall() == [(0,)]
+        t0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+        arts = [Article(id=f"a{i}", url=f"https://x.example/{i}", page_url=f"https://x.example/{i}", source="s",
+                        text=f"text {i}", content_hash=f"h{i}", fetched_at=t0) for i in range(50)]
+        with db.session(settings) as con, db.transaction(con):
+            run = loads.start_run(con, flow="ingest", trigger="cli", params={}, flow_run_id=None)
+            assert len(loads.save_articles(con, arts, run).new) == 50
+        # Snapshot isolation: the open transaction still sees the lake as it began ...
+        assert reader.execute("SELECT count(*) FROM articles").fetchall() == [(0,)]
+        reader.execute("COMMIT")
+        # ... and the next one sees the committed rows.
+        assert reader.execute("SELECT count(*) FROM articles").fetchall() == [(50,)]
+    finally:
+        reader.close()
+
+
+def test_a_missing_lake_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(db.NoWarehouse, match="newsflow init"):
+        with db.session(lake_settings(tmp_path / "none"), read_only=True):
+            pass
+    assert not (tmp_path / "none").exists()
+
+
+def test_a_bad_catalog_setting_is_a_config_error(tmp_path: Path) -> None:
+    from ingest.errors import ConfigError
+    from ingest.settings import Settings
+
+    with pytest.raises(ConfigError, match="sqlite:PATH or postgres:"):
+        db.target(Settings(catalog="mysql://x"))
+
+
+def test_extensions_come_from_the_pinned_wheels_not_the_network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from warehouse import extensions
+
+    monkeypatch.setenv("NEWSFLOW_EXTENSION_DIR", str(tmp_path / "ext"))
+    folder = extensions.prepare(("ducklake", "sqlite", "postgres", "fts"), directory=tmp_path / "ext")
+    names = sorted(p.name for p in folder.rglob("*.duckdb_extension"))
+    assert names == ["ducklake.duckdb_extension", "fts.duckdb_extension", "postgres_scanner.duckdb_extension", "sqlite_scanner.duckdb_extension"]
+    # A wheel that is missing is named in one line with the package to install.
+    monkeypatch.setitem(extensions.WHEELS, "ducklake", extensions.ExtensionWheel("no_such_pkg_xyz", "duckdb-extension-ducklake", "ducklake", "ducklake"))
+    with pytest.raises(extensions.MissingExtension, match="pip install duckdb-extension-ducklake=="):
+        extensions.prepare(("ducklake",), directory=tmp_path / "ext2")
+
+
+def test_time_travel_to_a_run(tmp_path: Path) -> None:
+    from warehouse.readonly import run_readonly
+
+    settings = lake_settings(tmp_path / "wh")
+    db.init_db(settings)
+    t0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    for n in (1, 2):
+        with db.session(settings) as con:
+            with db.transaction(con):
+                run = loads.start_run(con, flow="ingest", trigger="cli", params={}, flow_run_id=None)
+                loads.save_articles(con, [Article(id=f"a{n}", url=f"https://x.example/{n}", page_url=f"https://x.example/{n}",
+                                                  source="s", text="t", content_hash=f"h{n}", fetched_at=t0)], run)
+                loads.finish_run(con, run, status="completed")
+            snap = db.last_committed_snapshot(con)
+            with db.transaction(con):
+                loads.set_run_snapshot(con, run, snap)
+    assert run_readonly(settings, "select count(*) from articles", as_of_run=1)[-1][1] == [(1,)]
+    assert run_readonly(settings, "select count(*) from articles", as_of_run=2)[-1][1] == [(2,)]
+    assert run_readonly(settings, "select count(*) from articles")[-1][1] == [(2,)]

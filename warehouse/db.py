@@ -1,10 +1,13 @@
-"""DuckDB connections, numbered migrations and views.
+"""The DuckLake warehouse: connections, numbered migrations, views, and the one-writer run lock.
 
-Concurrency design: DuckDB lets one process hold a database file for writing and then refuses every
-other process, readers included. newsflow therefore never keeps the file open for long: writers open
-it for one short transaction per batch and close it again, and both readers and writers retry with
-backoff while another process holds it. A separate run lock (see `run_lock`) lets only one ingest
-write at a time.
+Storage design: a DuckDB file admits one process, so an analyst's open session used to make scheduled
+ingests fail. The warehouse is a DuckLake instead: a catalog database (SQLite by default, PostgreSQL
+for several hosts) that records snapshots, plus Parquet data files. Any number of DuckDB sessions,
+in any process, attach it and read consistent snapshots while one writer commits batches.
+
+DuckLake has no key constraints, so uniqueness is enforced by the loads (MERGE on natural keys) and
+writers are serialised: the run lock (a flock next to a SQLite catalog, a PostgreSQL advisory lock for
+a Postgres catalog) lets one run write at a time, wherever runs start.
 """
 
 from __future__ import annotations
@@ -14,62 +17,260 @@ import logging
 import os
 import random
 import re
+import sqlite3
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
+
+from ingest.errors import ConfigError, TransientError
+from warehouse import extensions
+
+if TYPE_CHECKING:
+    from ingest.settings import Settings
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 VIEWS_DIR = Path(__file__).resolve().parent / "views"
+COMMENTS_FILE = Path(__file__).resolve().parent / "comments.sql"
 _MIGRATION_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 
-
-class WarehouseBusy(RuntimeError):
-    """The database file stayed locked by another process for longer than the timeout (retryable)."""
-
-    retryable = True
-    reason = "warehouse_busy"
+# The name the lake is attached under, in newsflow and in the statements `newsflow attach` prints.
+LAKE = "newsflow"
 
 
-def _is_lock_conflict(exc: BaseException) -> bool:
-    msg = str(exc)
-    return "Could not set lock" in msg or "Conflicting lock" in msg
+class WarehouseBusy(TransientError):
+    """The catalog stayed locked, or another run held the writer lock, for longer than the timeout."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason="warehouse_busy")
 
 
-def connect(path: Path | str, *, read_only: bool = False, timeout_s: float = 60.0) -> duckdb.DuckDBPyConnection:
-    """Open the DuckDB file, retrying with jittered backoff while another process holds its lock."""
-    path = Path(path)
-    if read_only and not path.exists():
-        raise FileNotFoundError(f"no warehouse at {path}; run `newsflow init` first")
-    if not read_only:
-        path.parent.mkdir(parents=True, exist_ok=True)
+class CatalogUnreachable(TransientError):
+    """The catalog database (PostgreSQL) could not be reached."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason="catalog_unreachable")
+
+
+class NoWarehouse(ConfigError):
+    """Nothing to read: the warehouse was never created (run `newsflow init`)."""
+
+
+class LegacyWarehouse(ConfigError):
+    """A warehouse file of newsflow 0.1 (DuckDB 2.0 storage) was found; it must be exported and imported."""
+
+
+# ---------------------------------------------------------------- where the lake is
+
+
+@dataclass(frozen=True)
+class LakeTarget:
+    """A DuckLake: catalog kind and location, and the data path (absolute)."""
+
+    kind: str  # sqlite | postgres
+    location: str  # absolute file path, or a libpq connection string
+    data_path: str
+
+    @property
+    def display(self) -> str:
+        """The catalog as shown to users (a Postgres password is never printed)."""
+        return f"{self.kind}:{_PASSWORD.sub('password=***', self.location)}"
+
+    @property
+    def extension_names(self) -> tuple[str, ...]:
+        """Extensions needed to attach this lake."""
+        return ("ducklake", self.kind, "fts")
+
+    def attach_statements(
+        self, *, read_only: bool, extension_dir: Path, snapshot: int | None = None, inlining_row_limit: int | None = None
+    ) -> list[str]:
+        """The SQL that attaches this lake in a plain DuckDB 1.5 session (one statement per item)."""
+        opts = [f"DATA_PATH {_quote(self.data_path)}"]
+        if read_only:
+            opts.append("READ_ONLY")
+        elif inlining_row_limit is not None:
+            # Inserts of up to this many rows stay in the catalog until maintenance flushes them, so a
+            # small batch does not make one tiny Parquet file per table. (An ATTACH option: DuckLake 1.5.5
+            # crashes in set_option once macros exist.)
+            opts.append(f"DATA_INLINING_ROW_LIMIT {int(inlining_row_limit)}")
+        if snapshot is not None:
+            opts.append(f"SNAPSHOT_VERSION {int(snapshot)}")
+        return [
+            f"SET extension_directory = {_quote(str(extension_dir))}",
+            "SET autoinstall_known_extensions = false",
+            "LOAD ducklake",
+            f"LOAD {self.kind}",
+            "LOAD fts",  # stem() for full-text search (search_articles macro)
+            f"ATTACH {_quote('ducklake:' + self.kind + ':' + self.location)} AS {LAKE} ({', '.join(opts)})",
+            f"USE {LAKE}",
+        ]
+
+
+_PASSWORD = re.compile(r"password=\S+")
+
+
+def _quote(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def target(settings: "Settings") -> LakeTarget:
+    """Where the settings say the lake is (relative paths resolved against the working directory)."""
+    catalog = settings.catalog.strip()
+    kind, sep, location = catalog.partition(":")
+    kind = {"postgresql": "postgres"}.get(kind, kind)
+    if not sep or kind not in ("sqlite", "postgres") or not location:
+        raise ConfigError(
+            f"NEWSFLOW_CATALOG={catalog!r} is not a catalog; use sqlite:PATH or postgres:<libpq connection string>",
+            reason="bad_catalog",
+        )
+    if kind == "sqlite":
+        location = str(Path(location).expanduser().resolve())
+    data_path = settings.data_path
+    if "://" not in data_path:
+        data_path = str(Path(data_path).expanduser().resolve()) + "/"
+    return LakeTarget(kind=kind, location=location, data_path=data_path)
+
+
+def exists(t: LakeTarget) -> bool:
+    """Whether a lake was created at `t` (for SQLite catalogs; a Postgres catalog is assumed to exist)."""
+    return t.kind != "sqlite" or Path(t.location).is_file()
+
+
+def check_legacy(settings: "Settings") -> None:
+    """Refuse to start a new lake beside a newsflow 0.1 DuckDB file that holds the user's data."""
+    legacy = Path(settings.legacy_db_file)
+    t = target(settings)
+    if legacy.is_file() and not exists(t):
+        raise LegacyWarehouse(
+            f"{legacy} is a newsflow 0.1 warehouse (DuckDB 2.0 storage, which DuckDB 1.5 cannot read): "
+            f"in any DuckDB 2.x client run EXPORT DATABASE 'nf-export' (FORMAT parquet), then `newsflow import nf-export`",
+            reason="legacy_warehouse",
+        )
+
+
+# ---------------------------------------------------------------- connections
+
+
+def _is_busy(exc: BaseException) -> bool:
+    msg = str(exc).lower()
+    return "database is locked" in msg or "database is busy" in msg or "could not set lock" in msg
+
+
+def _prepare_sqlite_catalog(path: Path) -> None:
+    """Create an empty catalog file in WAL mode, so readers never block the writer (and vice versa)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(path)
+    try:
+        # auto_vacuum must be chosen before the first table exists; it lets maintenance return the
+        # pages freed when inlined rows are flushed to Parquet without an exclusive VACUUM.
+        con.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        con.execute("PRAGMA journal_mode = WAL")
+    finally:
+        con.close()
+
+
+def open_lake(
+    t: LakeTarget, *, read_only: bool, timeout_s: float = 60.0, snapshot: int | None = None, inlining_row_limit: int | None = None
+) -> duckdb.DuckDBPyConnection:
+    """A new DuckDB instance with the lake attached as `newsflow` and selected (USE)."""
+    if t.kind == "sqlite" and not Path(t.location).is_file():
+        if read_only:
+            raise NoWarehouse(f"no warehouse at {t.location}; run `newsflow init` first", reason="no_warehouse")
+        _prepare_sqlite_catalog(Path(t.location))
+    if not read_only and "://" not in t.data_path:
+        Path(t.data_path).mkdir(parents=True, exist_ok=True)
+    ext_dir = extensions.prepare(t.extension_names)
     deadline = time.monotonic() + timeout_s
-    delay = 0.02
+    delay = 0.05
     while True:
+        con = duckdb.connect(config={"autoinstall_known_extensions": False, "extension_directory": str(ext_dir)})
         try:
-            return duckdb.connect(str(path), read_only=read_only)
-        except duckdb.IOException as exc:
-            if not _is_lock_conflict(exc) or time.monotonic() >= deadline:
-                if _is_lock_conflict(exc):
-                    raise WarehouseBusy(f"{path} is locked by another process for more than {timeout_s:.0f}s") from exc
-                raise
-            # Jitter so that a reader and a writer retrying together do not collide forever.
-            time.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 0.5)
+            for st in t.attach_statements(
+                read_only=read_only, extension_dir=ext_dir, snapshot=snapshot, inlining_row_limit=inlining_row_limit
+            )[2:]:
+                con.execute(st)
+            return con
+        except duckdb.Error as exc:
+            con.close()
+            if _is_busy(exc) and time.monotonic() < deadline:
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 1.0)
+                continue
+            raise translate(exc, t, timeout_s) from exc
+
+
+def translate(exc: BaseException, t: LakeTarget, timeout_s: float = 60.0) -> BaseException:
+    """Turn a DuckDB error about the catalog into one of ours (one clear line), else return it unchanged."""
+    msg = str(exc)
+    if _is_busy(exc):
+        return WarehouseBusy(f"the catalog {t.display} stayed locked for more than {timeout_s:.0f}s; retry later")
+    if t.kind == "postgres" and ("Unable to connect" in msg or "connection to server" in msg or "Connection refused" in msg):
+        return CatalogUnreachable(f"cannot reach the PostgreSQL catalog {t.display}: {msg.splitlines()[0][:200]}")
+    return exc
+
+
+# One DuckDB instance per lake per process; sessions are cursors on it (cheap, one per thread/use).
+_INSTANCES: dict[tuple, duckdb.DuckDBPyConnection] = {}
+_INSTANCES_LOCK = threading.Lock()
+
+
+def _identity(t: LakeTarget) -> tuple:
+    # A catalog file deleted and created again (tests, `rm -r newsflow`) is another lake.
+    if t.kind == "sqlite":
+        try:
+            return (t, os.stat(t.location).st_ino, os.getpid())
+        except FileNotFoundError:
+            return (t, None, os.getpid())
+    return (t, None, os.getpid())
+
+
+def _instance(t: LakeTarget, read_only: bool, timeout_s: float, inlining_row_limit: int) -> duckdb.DuckDBPyConnection:
+    with _INSTANCES_LOCK:
+        ident = _identity(t)
+        rw = _INSTANCES.get((ident, False))
+        if rw is not None:
+            return rw
+        if read_only and (ident, True) in _INSTANCES:
+            return _INSTANCES[(ident, True)]
+        con = open_lake(t, read_only=read_only, timeout_s=timeout_s, inlining_row_limit=inlining_row_limit)
+        _INSTANCES[(_identity(t), read_only)] = con
+        return con
+
+
+def close_all() -> None:
+    """Close every cached lake instance of this process (tests, long-lived processes switching lakes)."""
+    with _INSTANCES_LOCK:
+        for con in _INSTANCES.values():
+            try:
+                con.close()
+            except duckdb.Error:
+                pass
+        _INSTANCES.clear()
 
 
 @contextmanager
-def session(path: Path | str, *, read_only: bool = False, timeout_s: float = 60.0) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A short-lived connection that is always closed, releasing the file lock for other processes."""
-    con = connect(path, read_only=read_only, timeout_s=timeout_s)
+def session(settings: "Settings", *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection to the lake (a cursor on this process's instance), closed after the block."""
+    t = target(settings)
+    base = _instance(t, read_only, settings.db_lock_timeout_s, settings.data_inlining_row_limit)
+    cur = base.cursor()
     try:
-        yield con
+        cur.execute(f"USE {LAKE}")
+        yield cur
+    except duckdb.Error as exc:
+        new = translate(exc, t, settings.db_lock_timeout_s)
+        if new is exc:
+            raise
+        raise new from exc
     finally:
-        con.close()
+        cur.close()
 
 
 @contextmanager
@@ -79,10 +280,22 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
     try:
         yield con
     except BaseException:
-        con.execute("ROLLBACK")
+        try:
+            con.execute("ROLLBACK")
+        except duckdb.Error:
+            pass  # the transaction was already aborted by the error
         raise
     else:
         con.execute("COMMIT")
+
+
+def last_committed_snapshot(con: duckdb.DuckDBPyConnection) -> int | None:
+    """The snapshot id of this connection's last commit (None before its first)."""
+    row = con.execute(f"SELECT id FROM ducklake_last_committed_snapshot('{LAKE}')").fetchall()
+    return int(row[0][0]) if row and row[0][0] is not None else None
+
+
+# ---------------------------------------------------------------- schema
 
 
 def migration_files() -> list[tuple[int, str, Path]]:
@@ -103,7 +316,7 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Apply pending migrations, each in one transaction together with its record; return their names."""
     con.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
-        " version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        " version INTEGER NOT NULL, name VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
     )
     done = {row[0] for row in con.execute("SELECT version FROM schema_migrations").fetchall()}
     applied = []
@@ -139,8 +352,14 @@ def apply_views(con: duckdb.DuckDBPyConnection) -> list[str]:
     return created
 
 
+def apply_comments(con: duckdb.DuckDBPyConnection) -> None:
+    """Table, view and column descriptions (COMMENT ON ...) from comments.sql, if present."""
+    if COMMENTS_FILE.is_file():
+        con.execute(COMMENTS_FILE.read_text(encoding="utf-8"))
+
+
 def schema_version(con: duckdb.DuckDBPyConnection) -> int:
-    """Highest applied migration version (0 for an empty database)."""
+    """Highest applied migration version (0 for an empty lake)."""
     try:
         row = con.execute("SELECT max(version) FROM schema_migrations").fetchall()[0]
     except duckdb.CatalogException:
@@ -148,33 +367,81 @@ def schema_version(con: duckdb.DuckDBPyConnection) -> int:
     return int(row[0] or 0)
 
 
-def init_db(path: Path | str, *, timeout_s: float = 60.0) -> list[str]:
-    """Create or upgrade the warehouse at `path` to the latest schema and views; return applied migrations."""
-    with session(path, timeout_s=timeout_s) as con:
+def _views_current(con: duckdb.DuckDBPyConnection) -> bool:
+    names = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE database_name = ?", [LAKE]).fetchall()}
+    return {p.stem for p in VIEWS_DIR.glob("*.sql")} <= names
+
+
+def init_db(settings: "Settings") -> list[str]:
+    """Create or upgrade the lake to the latest schema, views and comments; return applied migrations.
+
+    Call with the writer lock held. A lake already up to date is left alone (no new snapshot).
+    """
+    with session(settings) as con:
+        latest = max((v for v, _, _ in migration_files()), default=0)
+        if schema_version(con) == latest and _views_current(con):
+            return []
         applied = migrate(con)
         with transaction(con):
             apply_views(con)
+            apply_comments(con)
         return applied
 
 
-@contextmanager
-def run_lock(db_path: Path | str, *, wait: bool = True, on_wait: "callable | None" = None) -> Iterator[None]:
-    """Hold an exclusive OS file lock next to the DB so only one ingest writes at a time.
+# ---------------------------------------------------------------- one writer at a time
 
-    The lock is released by the kernel when the process dies, so a SIGKILLed run never leaves it stale.
+
+@contextmanager
+def run_lock(settings: "Settings", *, wait: bool = True, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Let one run write at a time: a flock beside a SQLite catalog, a PostgreSQL advisory lock otherwise.
+
+    Both are released by the kernel or the server the instant the holder dies, so a SIGKILLed run never
+    leaves the lock stale. `on_wait` gets a one-line description of what we wait for.
     """
-    lock_path = Path(str(db_path) + ".runlock")
+    t = target(settings)
+    if t.kind == "postgres":
+        with _pg_advisory_lock(t, wait=wait, on_wait=on_wait):
+            yield
+        return
+    lock_path = Path(t.location + ".runlock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            what = f"another newsflow run is writing to {t.display} (lock {lock_path})"
             if not wait:
-                raise WarehouseBusy(f"another newsflow run is writing to {db_path}") from None
+                raise WarehouseBusy(what) from None
             if on_wait:
-                on_wait()
+                on_wait(what)
             fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)
+
+
+# A fixed key for pg_advisory_lock: "newsflow" as a 64-bit integer.
+_PG_LOCK_KEY = int.from_bytes(b"newsflow", "big") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+@contextmanager
+def _pg_advisory_lock(t: LakeTarget, *, wait: bool, on_wait: Callable[[str], None] | None) -> Iterator[None]:
+    import psycopg
+
+    try:
+        conn = psycopg.connect(t.location, autocommit=True, connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        raise CatalogUnreachable(f"cannot reach the PostgreSQL catalog {t.display}: {str(exc).strip().splitlines()[0][:200]}") from None
+    try:
+        got = conn.execute("SELECT pg_try_advisory_lock(%s)", [_PG_LOCK_KEY]).fetchone()[0]
+        if not got:
+            what = f"another newsflow run is writing to {t.display} (PostgreSQL advisory lock {_PG_LOCK_KEY})"
+            if not wait:
+                raise WarehouseBusy(what)
+            if on_wait:
+                on_wait(what)
+            conn.execute("SELECT pg_advisory_lock(%s)", [_PG_LOCK_KEY])
+        yield
+    finally:
+        conn.close()  # ends the session, which releases the advisory lock

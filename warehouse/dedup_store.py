@@ -138,16 +138,18 @@ def save_fingerprints(con: duckdb.DuckDBPyConnection, fps: Sequence[Fingerprint]
         with _registered(con, "dedup_changed", _ids_table(changed)), _registered(con, "dedup_batch_bands", band_rows):
             if replaced:
                 con.execute("DELETE FROM article_bands WHERE list_contains(?::VARCHAR[], article_id)", [replaced])
+            # Band rows of changed articles were deleted above (or never existed), so a plain insert of
+            # the distinct batch rows keeps (band, band_key, article_id) unique.
             con.execute(
-                "INSERT INTO article_bands (band, band_key, article_id) SELECT band, band_key, article_id FROM dedup_batch_bands "
-                "ON CONFLICT DO NOTHING"
+                "INSERT INTO article_bands (band, band_key, article_id) SELECT DISTINCT band, band_key, article_id FROM dedup_batch_bands"
             )
             con.execute(
-                "INSERT INTO article_fingerprints (article_id, content_hash, signature, shingle_count, model, updated_at) "
-                "SELECT b.article_id, b.content_hash, b.signature, b.shingle_count, b.model, now() "
-                "FROM dedup_batch_fps b JOIN dedup_changed c ON c.article_id = b.article_id "
-                "ON CONFLICT (article_id) DO UPDATE SET content_hash = excluded.content_hash, signature = excluded.signature, "
-                "shingle_count = excluded.shingle_count, model = excluded.model, updated_at = excluded.updated_at"
+                "MERGE INTO article_fingerprints t USING (SELECT b.* FROM dedup_batch_fps b "
+                " JOIN dedup_changed c ON c.article_id = b.article_id) b ON t.article_id = b.article_id "
+                "WHEN MATCHED THEN UPDATE SET content_hash = b.content_hash, signature = b.signature, "
+                " shingle_count = b.shingle_count, model = b.model, updated_at = now() "
+                "WHEN NOT MATCHED THEN INSERT (article_id, content_hash, signature, shingle_count, model, updated_at) "
+                " VALUES (b.article_id, b.content_hash, b.signature, b.shingle_count, b.model, now())"
             )
     return len(changed)
 
@@ -182,15 +184,15 @@ def save_duplicates(
             "AND article_id NOT IN (SELECT article_id FROM dedup_batch_matches)"
         )
         written = con.execute(
-            "INSERT INTO duplicates (article_id, duplicate_of, method, similarity, run_id, detected_at) "
-            "SELECT article_id, duplicate_of, method, similarity, ?, now() FROM dedup_batch_matches "
-            "WHERE article_id <> duplicate_of "
-            "ON CONFLICT (article_id) DO UPDATE SET duplicate_of = excluded.duplicate_of, method = excluded.method, "
-            "similarity = excluded.similarity, run_id = excluded.run_id, detected_at = excluded.detected_at "
+            "MERGE INTO duplicates t USING (SELECT * FROM dedup_batch_matches WHERE article_id <> duplicate_of) b "
+            "ON t.article_id = b.article_id "
             # Unchanged decisions keep their original run and time, so a re-run leaves the rows as they were.
-            "WHERE duplicates.duplicate_of <> excluded.duplicate_of OR duplicates.method <> excluded.method "
-            "OR abs(duplicates.similarity - excluded.similarity) > 1e-9",
-            [run_id],
+            "WHEN MATCHED AND (t.duplicate_of <> b.duplicate_of OR t.method <> b.method "
+            " OR abs(t.similarity - b.similarity) > 1e-9) THEN UPDATE SET duplicate_of = b.duplicate_of, "
+            " method = b.method, similarity = b.similarity, run_id = ?, detected_at = now() "
+            "WHEN NOT MATCHED THEN INSERT (article_id, duplicate_of, method, similarity, run_id, detected_at) "
+            " VALUES (b.article_id, b.duplicate_of, b.method, b.similarity, ?, now())",
+            [run_id, run_id],
         ).fetchall()[0][0]
     # Chains can only be one step deep after the statements above; the loop is a guard, bounded against cycles.
     for _ in range(8):

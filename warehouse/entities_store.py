@@ -222,7 +222,9 @@ def save_entities(
             with registered(con, "_ent_new", [vars(k) for k in new], _ENTITIES_SCHEMA):
                 con.execute(
                     "INSERT INTO entities (id, key, name, type, article_count, created_at, updated_at) "
-                    "SELECT id, key, name, type, 0, ?, ? FROM _ent_new",
+                    # No key constraints in the lake: never insert an id or key that already exists.
+                    "SELECT id, key, name, type, 0, ?, ? FROM _ent_new n "
+                    "WHERE NOT EXISTS (SELECT 1 FROM entities e WHERE e.id = n.id OR e.key = n.key)",
                     [now, now],
                 )
         if upgraded:
@@ -236,12 +238,14 @@ def save_entities(
             "SELECT article_id, entity_id, surface, alias, start_char, end_char, snippet, raw_label, model, model_version FROM _ent_mentions"
         )
         con.execute(
-            "INSERT INTO article_entity_runs (article_id, model, model_version, skipped_reason, mention_count, copied_from, first_seen_at, processed_at) "
-            "SELECT article_id, model, model_version, skipped_reason, mention_count, NULL, first_seen_at, ? FROM _ent_runs "
-            "ON CONFLICT (article_id) DO UPDATE SET model = excluded.model, model_version = excluded.model_version, "
-            " skipped_reason = excluded.skipped_reason, mention_count = excluded.mention_count, copied_from = NULL, "
-            " first_seen_at = coalesce(excluded.first_seen_at, article_entity_runs.first_seen_at), processed_at = excluded.processed_at",
-            [now],
+            "MERGE INTO article_entity_runs t USING _ent_runs b ON t.article_id = b.article_id "
+            "WHEN MATCHED THEN UPDATE SET model = b.model, model_version = b.model_version, "
+            " skipped_reason = b.skipped_reason, mention_count = b.mention_count, copied_from = NULL, "
+            " first_seen_at = coalesce(b.first_seen_at, t.first_seen_at), processed_at = ? "
+            "WHEN NOT MATCHED THEN INSERT (article_id, model, model_version, skipped_reason, mention_count, copied_from, "
+            " first_seen_at, processed_at) VALUES (b.article_id, b.model, b.model_version, b.skipped_reason, "
+            " b.mention_count, NULL, b.first_seen_at, ?)",
+            [now, now],
         )
     _refresh_entities(con, touched, now)
     out.touched_entities = len(touched)
@@ -301,12 +305,15 @@ def copy_entities(con: duckdb.DuckDBPyConnection, from_article_id: str, to_artic
         [to_article_id, from_article_id],
     )
     con.execute(
-        "INSERT INTO article_entity_runs (article_id, model, model_version, skipped_reason, mention_count, copied_from, first_seen_at, processed_at) "
-        "SELECT ?, model, model_version, skipped_reason, mention_count, article_id, ?, ? FROM article_entity_runs WHERE article_id = ? "
-        "ON CONFLICT (article_id) DO UPDATE SET model = excluded.model, model_version = excluded.model_version, "
-        " skipped_reason = excluded.skipped_reason, mention_count = excluded.mention_count, copied_from = excluded.copied_from, "
-        " first_seen_at = excluded.first_seen_at, processed_at = excluded.processed_at",
-        [to_article_id, row[2], now, from_article_id],
+        "MERGE INTO article_entity_runs t USING (SELECT ? AS article_id, model, model_version, skipped_reason, mention_count, "
+        " article_id AS copied_from, ?::TIMESTAMPTZ AS first_seen_at FROM article_entity_runs WHERE article_id = ?) b "
+        "ON t.article_id = b.article_id "
+        "WHEN MATCHED THEN UPDATE SET model = b.model, model_version = b.model_version, skipped_reason = b.skipped_reason, "
+        " mention_count = b.mention_count, copied_from = b.copied_from, first_seen_at = b.first_seen_at, processed_at = ? "
+        "WHEN NOT MATCHED THEN INSERT (article_id, model, model_version, skipped_reason, mention_count, copied_from, "
+        " first_seen_at, processed_at) VALUES (b.article_id, b.model, b.model_version, b.skipped_reason, b.mention_count, "
+        " b.copied_from, b.first_seen_at, ?)",
+        [to_article_id, row[2], from_article_id, now, now],
     )
     _refresh_entities(con, touched, now)
     return True

@@ -20,13 +20,16 @@ from typing import NoReturn
 
 import flows  # noqa: F401  (sets Prefect defaults before Prefect is imported)
 from flows.cli import (
+    _attach_command,
     _init_command,
     _ingest_command,
+    _maintain_command,
     _reingest_command,
     _serve_command,
     _server_command,
     _sql_command,
     _status_command,
+    _transfer_commands,
 )
 from flows.cli._output import EXIT_INTERRUPTED, EXIT_USAGE, CliError, describe_error, print_error
 
@@ -39,6 +42,9 @@ COMMANDS = [
     _reingest_command,
     _server_command,
     _serve_command,
+    _attach_command,
+    _maintain_command,
+    _transfer_commands,
 ]
 
 __all__ = ["COMMANDS", "CliError", "build_parser", "main", "versions"]
@@ -88,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Incremental news ingestion into DuckDB. Settings come from NEWSFLOW_* environment variables.",
     )
     p.add_argument("--version", action=_VersionAction, nargs=0, help="print the versions of newsflow, DuckDB, Prefect, trafilatura and the spaCy model")
-    p.add_argument("--db", help="warehouse file (default: $NEWSFLOW_DB or ./newsflow.duckdb)")
+    p.add_argument("--catalog", help="the warehouse catalog: sqlite:PATH or postgres:<libpq string> (default: $NEWSFLOW_CATALOG or sqlite:./newsflow/catalog.sqlite)")
+    p.add_argument("--data-path", help="the warehouse's data files (default: $NEWSFLOW_DATA_PATH or ./newsflow/data/)")
     p.add_argument("--sources", help="sources.toml to use (default: $NEWSFLOW_SOURCES_FILE or the bundled seeds/sources.toml)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
@@ -100,8 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `newsflow` console script: run one command, turn any failure into one line."""
     args = build_parser().parse_args(argv)
     # Settings are read from the environment once, at the edge: options override the variables.
-    if args.db:
-        os.environ["NEWSFLOW_DB"] = args.db
+    if args.catalog:
+        os.environ["NEWSFLOW_CATALOG"] = args.catalog
+    if args.data_path:
+        os.environ["NEWSFLOW_DATA_PATH"] = args.data_path
     if args.sources:
         os.environ["NEWSFLOW_SOURCES_FILE"] = args.sources
     try:

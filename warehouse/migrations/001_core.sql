@@ -1,16 +1,19 @@
 -- Core schema: sources, runs, raw pages, fetch state, articles (+ history and URL aliases), failures.
+-- DuckLake has no PRIMARY KEY/UNIQUE constraints: each table's natural key is named in a `key:` comment
+-- and enforced by the loads in warehouse/loads.py (MERGE on that key, batches deduplicated first).
 
+-- key: name
 CREATE TABLE sources (
-    name        VARCHAR PRIMARY KEY,
+    name        VARCHAR NOT NULL,
     kind        VARCHAR NOT NULL,
     location    VARCHAR NOT NULL,
     options     JSON,
     updated_at  TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 
-CREATE SEQUENCE runs_id_seq START 1;
+-- key: id (assigned max(id)+1 by the single writer)
 CREATE TABLE runs (
-    id            BIGINT PRIMARY KEY DEFAULT nextval('runs_id_seq'),
+    id            BIGINT NOT NULL,
     flow_run_id   VARCHAR,
     flow          VARCHAR NOT NULL,            -- ingest | reingest | init
     trigger       VARCHAR NOT NULL,            -- cli | schedule | manual
@@ -28,12 +31,14 @@ CREATE TABLE runs (
     unchanged     INTEGER NOT NULL DEFAULT 0,
     duplicates    INTEGER NOT NULL DEFAULT 0,
     entities      INTEGER NOT NULL DEFAULT 0,
-    failed        INTEGER NOT NULL DEFAULT 0
+    failed        INTEGER NOT NULL DEFAULT 0,
+    snapshot_id   BIGINT                       -- DuckLake snapshot after the run's last write (time travel)
 );
 
 -- Latest raw response per URL (articles, feeds, sitemaps), compressed, for re-processing offline.
+-- key: url
 CREATE TABLE pages (
-    url            VARCHAR PRIMARY KEY,
+    url            VARCHAR NOT NULL,
     kind           VARCHAR NOT NULL,           -- article | feed | sitemap
     source         VARCHAR NOT NULL,
     final_url      VARCHAR,
@@ -50,8 +55,9 @@ CREATE TABLE pages (
 );
 
 -- Retry bookkeeping for URLs that failed: attempts, next due time, permanent failure.
+-- key: url
 CREATE TABLE url_retries (
-    url              VARCHAR PRIMARY KEY,
+    url              VARCHAR NOT NULL,
     source           VARCHAR NOT NULL,
     kind             VARCHAR NOT NULL,
     stage            VARCHAR NOT NULL,
@@ -63,9 +69,10 @@ CREATE TABLE url_retries (
     updated_at       TIMESTAMPTZ NOT NULL
 );
 
+-- key: id (= hash of the canonical url; url is unique too)
 CREATE TABLE articles (
-    id                 VARCHAR PRIMARY KEY,
-    url                VARCHAR NOT NULL UNIQUE,      -- canonical URL
+    id                 VARCHAR NOT NULL,
+    url                VARCHAR NOT NULL,      -- canonical URL
     page_url           VARCHAR NOT NULL,             -- URL fetched (final, after redirects)
     source             VARCHAR NOT NULL,
     title              VARCHAR,
@@ -86,6 +93,7 @@ CREATE TABLE articles (
 );
 
 -- Earlier versions of an article whose page changed (content hash differs).
+-- key: (article_id, content_hash, replaced_at)
 CREATE TABLE article_versions (
     article_id    VARCHAR NOT NULL,
     content_hash  VARCHAR NOT NULL,
@@ -93,20 +101,20 @@ CREATE TABLE article_versions (
     text          VARCHAR,
     valid_from    TIMESTAMPTZ NOT NULL,
     replaced_at   TIMESTAMPTZ NOT NULL,
-    run_id        BIGINT,
-    PRIMARY KEY (article_id, content_hash, replaced_at)
+    run_id        BIGINT
 );
 
 -- Every URL (as discovered/fetched) that led to an article.
+-- key: url
 CREATE TABLE article_urls (
-    url            VARCHAR PRIMARY KEY,
+    url            VARCHAR NOT NULL,
     article_id     VARCHAR NOT NULL,
     first_seen_at  TIMESTAMPTZ NOT NULL
 );
 
-CREATE SEQUENCE failures_id_seq START 1;
+-- key: id (an event log; max(id)+row_number() by the single writer)
 CREATE TABLE failures (
-    id          BIGINT PRIMARY KEY DEFAULT nextval('failures_id_seq'),
+    id          BIGINT NOT NULL,
     url         VARCHAR NOT NULL,
     source      VARCHAR NOT NULL,
     stage       VARCHAR NOT NULL,
