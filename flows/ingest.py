@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,6 +18,8 @@ from prefect.cache_policies import NO_CACHE
 from flows import progress
 from flows.batch import RunContext, process_fetched, record_discovery
 from flows.compute import SettingsTaskRunner
+# Checked without Prefect (flows/inputs.py): the CLI runs the same checks before the flow starts.
+from flows.inputs import select_sources
 from flows.run import warehouse_run
 from ingest.canonical import canonicalize
 from ingest.discover import DiscoveryResult, discover
@@ -26,7 +27,7 @@ from ingest.errors import is_retryable
 from ingest.fetch import FetchSession, fetch_all
 from ingest.models import DiscoveredItem, FetchRequest, FetchResult
 from ingest.settings import Settings
-from ingest.sources import Source, SourceKind, SourcesConfig, load_sources
+from ingest.sources import Source, SourceKind
 from warehouse import db, loads, queries
 
 
@@ -37,34 +38,6 @@ def retry_if_retryable(task: Any, task_run: Any, state: Any) -> bool:
     except Exception as exc:  # the task's own exception is re-raised here
         return is_retryable(exc)
     return False
-
-
-def select_sources(
-    settings: Settings,
-    names: Sequence[str] | None = None,
-    feeds: Sequence[str] | None = None,
-    urls_file: str | None = None,
-    path: str | None = None,
-) -> tuple[list[Source], dict[str, str]]:
-    """Sources for this run: ad-hoc ones from options, else the named (or all enabled) configured ones."""
-    config = load_sources(settings.sources_path) if settings.sources_path.exists() or not (feeds or urls_file or path) else SourcesConfig()
-    adhoc: list[Source] = []
-    for url in feeds or []:
-        host = (urlsplit(url).hostname or "feed").lower()
-        adhoc.append(Source(name=f"adhoc-{host}"[:64], kind=SourceKind.rss, location=url))
-    if urls_file:
-        adhoc.append(Source(name="adhoc-urls", kind=SourceKind.urls, location=str(Path(urls_file).resolve())))
-    if path:
-        p = Path(path).resolve()
-        kind = SourceKind.warc if p.is_file() and ".warc" in p.name else SourceKind.html
-        adhoc.append(Source(name="adhoc-path", kind=kind, location=str(p)))
-    if adhoc:
-        chosen = adhoc + [config.get(n) for n in names or []]
-    elif names:
-        chosen = [config.get(n) for n in names]
-    else:
-        chosen = [s for s in config.sources if s.enabled]
-    return chosen, config.mirrors
 
 
 @task(name="register-sources", cache_policy=NO_CACHE)
@@ -228,10 +201,14 @@ def ingest(
         register_sources(ctx, selected)
         # One politeness state for the whole run: discovery and every fetch batch share robots.txt and host clocks.
         session = FetchSession(settings.fetch.user_agent)
+        progress.status(f"discovering articles in {len(selected)} source(s)")
         found = discover_sources(ctx, selected, mirrors, session=session)
+        progress.status("planning what to fetch")
         local = new_local_pages(ctx, found.pages)
         requests = plan_fetches(ctx, found.items, selected)
+        progress.expect("fetch", len(requests))
         progress.expect("process", len(local) + len(requests))
+        progress.status(f"fetching {len(requests)} and processing {len(local) + len(requests)} pages")
         for batch in batches(local, settings.batch_size):
             process_batch(ctx, batch)
         fetch_and_process(ctx, requests, mirrors, session)

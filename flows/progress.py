@@ -24,3 +24,9 @@ def advance(stage: str, n: int = 1) -> None:
     """Report `n` items of `stage` done."""
     if _reporter is not None:
         _reporter(stage, n)
+
+
+def status(text: str) -> None:
+    """Say what the run is doing now (shown next to the CLI's spinner)."""
+    if _reporter is not None:
+        _reporter(f"status:{text}", 0)

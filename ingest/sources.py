@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import Enum
 from pathlib import Path
 
@@ -23,13 +23,39 @@ class SourceKind(str, Enum):
     warc = "warc"  # a local WARC file
 
 
+# Cron shorthands Prefect's scheduler (croniter) accepts besides five-field expressions.
+CRON_ALIASES = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+
+
+def check_cron(expression: str) -> str:
+    """`expression` if it is a cron expression Prefect can schedule, else ValueError saying why.
+
+    Checked with cronsim (already installed with Prefect), so loading sources.toml needs no Prefect.
+    """
+    from cronsim import CronSim, CronSimError
+
+    text = expression.strip()
+    if text.lower() in CRON_ALIASES:
+        return text
+    try:
+        CronSim(text, datetime(2024, 1, 1))
+    except CronSimError as exc:
+        raise ValueError(f"not a cron expression: {expression!r} ({exc}); want five fields 'minute hour day month weekday', e.g. '0 * * * *' for hourly") from None
+    return text
+
+
 class Schedule(BaseModel):
-    """When a source is ingested by `newsflow serve`: a cron expression or an interval."""
+    """When a source is ingested by `newsflow serve`: a cron expression (UTC) or an interval."""
 
     model_config = ConfigDict(extra="forbid")
 
     cron: str | None = None
     interval_seconds: int | None = Field(default=None, gt=0)
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, v: str | None) -> str | None:
+        return check_cron(v) if v is not None else None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "Schedule":
@@ -119,8 +145,9 @@ def load_sources(path: Path) -> SourcesConfig:
                 raw = data.get("sources", [])
                 if idx < len(raw) and isinstance(raw[idx], dict) and "name" in raw[idx]:
                     loc = f"sources[{raw[idx]['name']!r}]" + "".join(f".{p}" for p in err["loc"][2:])
-            lines.append(f"  {loc}: {err['msg']}")
-        raise ConfigError(f"{path}: invalid sources:\n" + "\n".join(lines), reason="bad_sources_file") from None
+            lines.append(f"{loc}: {err['msg'].removeprefix('Value error, ')}")
+        # One line (the CLI prints errors as one line): every problem, each named by source and field.
+        raise ConfigError(f"{path}: invalid sources: " + "; ".join(lines), reason="bad_sources_file") from None
     base = path.resolve().parent
     for s in cfg.sources:
         if not s.is_remote:

@@ -6,24 +6,21 @@ import argparse
 import sys
 from typing import Any
 
-from flows.cli._output import EXIT_OK, ProgressDisplay, load_settings, print_failures, summarise
+from flows.cli._output import EXIT_OK, flow_display, load_settings, print_failures, summarise
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the ingest flow over configured or ad-hoc sources."""
-    from flows import progress
+    from flows.inputs import select_sources
 
     settings = load_settings()
-    with ProgressDisplay("starting Prefect") as display:
-        progress.install(display.report)
-        try:
-            from flows.ingest import ingest, select_sources
+    # Everything checkable offline is checked before Prefect starts: paths, URL lists, feeds, source
+    # names, sources.toml (schedules included). A mistake is one line, exit 2, nothing written.
+    select_sources(settings, args.source or None, args.feed or None, args.urls, args.path)
+    with flow_display("starting Prefect (ingest)"):
+        from flows.ingest import ingest
 
-            # Validate the configuration before the flow starts, so a bad sources.toml is one clear line.
-            select_sources(settings, args.source or None, args.feed or None, args.urls, args.path)
-            result = ingest(sources=args.source or None, feeds=args.feed or None, urls_file=args.urls, path=args.path)
-        finally:
-            progress.install(None)
+        result = ingest(sources=args.source or None, feeds=args.feed or None, urls_file=args.urls, path=args.path)
     print(summarise(result), file=sys.stderr)
     print_failures(settings, result["run_id"])
     return EXIT_OK

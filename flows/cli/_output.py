@@ -296,6 +296,44 @@ class ProgressDisplay:
         bar.advance(self._tasks[stage], n)
 
 
+class _HideRunFailures:
+    """A logging filter for the console: drops Prefect's ERROR records about failed flow and task runs.
+
+    A failed run ends as our own one line (with its traceback in the log file); Prefect would print
+    the same traceback two or three times on the terminal first. Warnings and info still show.
+    """
+
+    def filter(self, record: Any) -> bool:
+        import logging
+
+        return not (record.levelno >= logging.ERROR and record.name.startswith(("prefect.flow_runs", "prefect.task_runs")))
+
+
+@contextmanager
+def flow_display(first_status: str) -> Iterator[ProgressDisplay]:
+    """Around a flow run from the CLI: spinner/progress from the first second, Prefect's failure tracebacks off the terminal."""
+    import logging
+
+    from flows import progress
+
+    with ProgressDisplay(first_status) as display:
+        progress.install(display.report)
+        hide = _HideRunFailures()
+        handlers: list[Any] = []
+        try:
+            import prefect  # noqa: F401 - configures Prefect's logging (its console handler on the root logger)
+
+            display.status(first_status.replace("starting Prefect", "starting the run"))
+            handlers = list(logging.getLogger().handlers)
+            for h in handlers:
+                h.addFilter(hide)
+            yield display
+        finally:
+            for h in handlers:
+                h.removeFilter(hide)
+            progress.install(None)
+
+
 # ---------------------------------------------------------------- run summaries
 
 SUMMARY_KEYS = ["discovered", "fetched", "not_modified", "new", "updated", "unchanged", "duplicates", "entities", "failed"]
