@@ -18,6 +18,7 @@ from ingest.fetch import FetchSession, fetch_all
 from ingest.models import FetchRequest, FetchResult
 from ingest.politeness import SharedLock
 from ingest.settings import FetchSettings
+from prefect_fixtures import prefect_api  # noqa: F401  (fixture)
 from sitesrv import Request, Response, SiteServer
 
 PAGE = "<html><head><title>T</title></head><body><p>Hello world.</p></body></html>"
@@ -199,3 +200,24 @@ def test_shared_lock_hands_over_between_event_loops_and_survives_cancellation() 
         t.join(timeout=10)
     assert order.index("a-out") < order.index("b-in")
     assert "c-cancelled" in order and not lock.locked()
+
+
+# -- end to end: one `newsflow ingest` run over several batches -------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay_s, crawl_delay", [(0.3, None), (0.1, 1)])
+def test_ingest_run_is_polite_across_batches(prefect_api: None, site: SiteServer, tmp_path: Path, delay_s: float, crawl_delay: int | None) -> None:
+    from hostile_site import NEWSFLOW, cli_env, q, serve_many_articles
+
+    n = 12 if crawl_delay is None else 5
+    sources, urls = serve_many_articles(site, tmp_path, n=n, delay_s=0)
+    site.set_robots("User-agent: *\nDisallow: /private/\n" + (f"Crawl-delay: {crawl_delay}\n" if crawl_delay else ""))
+    env = cli_env(tmp_path / "wh", sources, tmp_path / "prefect", NEWSFLOW_BATCH_SIZE="3", NEWSFLOW_FETCH__PER_HOST_DELAY_S=str(delay_s))
+    r = subprocess.run([*NEWSFLOW, "ingest"], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert q(tmp_path / "wh", "select count(*) from articles")[0][0] == n
+    robots, smallest = report(site, f"newsflow ingest, {n} pages in batches of 3, delay {delay_s} s, Crawl-delay {crawl_delay}")
+    assert robots == 1  # one robots.txt for discovery and all the batches
+    assert len(site.requests) == n + 2  # the feed, robots.txt, each page once
+    assert smallest >= max(delay_s, crawl_delay or 0) - SLACK_S
