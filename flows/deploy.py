@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import flows  # noqa: F401  (sets Prefect defaults before Prefect is imported)
@@ -101,6 +102,9 @@ def describe(deployment: Any) -> str:
 
 def pin_absolute_paths(settings: Settings) -> None:
     """Pin NEWSFLOW_* paths to absolute ones, so flow-run processes find the same files from any cwd."""
-    os.environ["NEWSFLOW_DB"] = str(settings.db.resolve())
+    if settings.catalog.startswith("sqlite:"):
+        os.environ["NEWSFLOW_CATALOG"] = "sqlite:" + str(Path(settings.catalog.removeprefix("sqlite:")).expanduser().resolve())
+    if "://" not in settings.data_path:  # a local directory (not s3:// or the like)
+        os.environ["NEWSFLOW_DATA_PATH"] = str(Path(settings.data_path).expanduser().resolve()) + "/"
     os.environ["NEWSFLOW_SEEDS_DIR"] = str(settings.seeds_dir.resolve())
     os.environ["NEWSFLOW_SOURCES_FILE"] = str(settings.sources_path.resolve())

@@ -15,7 +15,9 @@ def run(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     counts = load_seeds(settings)
-    where = getattr(settings, "catalog", None) or getattr(settings, "db", "")
+    from warehouse import db
+
+    where = db.target(settings).display  # never the catalog string itself (it may hold a password)
     print(
         f"warehouse {where} ready; seeds: {counts.get('new', 0)} new, {counts.get('updated', 0)} updated, "
         f"{counts.get('unchanged', 0)} unchanged, {counts.get('entities', 0)} entity mentions",

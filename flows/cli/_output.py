@@ -71,10 +71,7 @@ def log_dir() -> Path:
     """Directory of the log file: <warehouse directory>/logs, or a temp directory when that is not writable."""
     try:
         settings = load_settings()
-        base = getattr(settings, "warehouse_dir", None)
-        if base is None:  # before the DuckLake settings: the warehouse file's directory
-            base = Path(getattr(settings, "db", "newsflow.duckdb")).expanduser().resolve().parent
-        wanted = Path(base) / "logs"
+        wanted = Path(settings.warehouse_dir) / "logs"
         wanted.mkdir(parents=True, exist_ok=True)
         if os.access(wanted, os.W_OK):
             return wanted
@@ -133,6 +130,8 @@ def _known_cause(exc: BaseException) -> tuple[str, int] | None:
             return msg, e.code
         if isinstance(e, (UsageError, ConfigError)):
             return msg, EXIT_USAGE
+        if _is_instance_of(e, "warehouse.db", "CatalogUnreachable"):
+            return f"{msg}; check NEWSFLOW_CATALOG and that its server is up, then run again", EXIT_RUN_FAILED
         if _is_instance_of(e, "warehouse.db", "WarehouseBusy"):
             return f"the warehouse is busy: {msg}; wait for the other process to finish (or raise NEWSFLOW_DB_LOCK_TIMEOUT_S) and run again", EXIT_RUN_FAILED
         if (isinstance(e, OSError) and e.errno == errno.ENOSPC) or "no space left on device" in low:
@@ -346,18 +345,11 @@ def summarise(result: dict[str, Any]) -> str:
 
 @contextmanager
 def readonly_warehouse(settings: Any) -> Iterator[Any]:
-    """A read-only warehouse connection (works with the file and the DuckLake forms of warehouse.db.session)."""
-    import inspect
-
+    """A read-only warehouse connection (warehouse.db.session)."""
     from warehouse import db
 
-    params = list(inspect.signature(db.session).parameters)
-    if params and params[0] == "settings":
-        with db.session(settings, read_only=True) as con:
-            yield con
-    else:
-        with db.session(settings.db, read_only=True, timeout_s=settings.db_lock_timeout_s) as con:
-            yield con
+    with db.session(settings, read_only=True) as con:
+        yield con
 
 
 def print_failures(settings: Any, run_id: int) -> None:

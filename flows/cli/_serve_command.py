@@ -40,7 +40,9 @@ def run(args: argparse.Namespace) -> int:
     deploy.pin_absolute_paths(settings)
     settings = load_settings()
     deployments = deploy.build_deployments(settings, args.source, args.interval)
-    where = getattr(settings, "catalog", None) or getattr(settings, "db", "")
+    from warehouse import db
+
+    where = db.target(settings).display  # never the catalog string itself (it may hold a password)
     print(f"serving {len(deployments)} deployment(s) from {api_url} (warehouse {where}); Ctrl-C stops:", file=sys.stderr)
     for d in deployments:
         print(deploy.describe(d), file=sys.stderr)

@@ -17,7 +17,9 @@ def run(args: argparse.Namespace) -> int:
         runs = queries.last_runs(con, args.limit)
         fails = queries.failures_by_reason(con)
         counts = queries.table_counts(con)
-    where = getattr(settings, "catalog", None) or getattr(settings, "db", "")
+    from warehouse import db
+
+    where = db.target(settings).display  # never the catalog string itself (it may hold a password)
     print(f"warehouse {where}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     print("\nlast runs:")
     cols = ["id", "flow", "trigger", "status", "started_at", "seconds", "discovered", "fetched", "not_modified", "new", "updated", "duplicates", "entities", "failed"]
