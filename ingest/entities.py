@@ -10,6 +10,8 @@ Pipeline per article:
 4. Each resulting entity gets one type by a weighted vote over all its mentions' raw labels, and a key
    f"{TYPE}:{normalised canonical name}" shared across articles (the warehouse maps keys to ids and
    resolves cross-article short forms through its alias table).
+5. A place voted GPE or LOC whose name is a country in any common form ("U.S.", "Britain") takes the
+   country's canonical name and type GPE (ingest.places), so every form is one entity.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ingest.models import Article, ArticleEntities, Mention
+from ingest.places import canonical_country
 from ingest.settings import EntitySettings
 
 if TYPE_CHECKING:  # spaCy is imported lazily: it is heavy and only NER workers need it
@@ -36,7 +39,7 @@ if TYPE_CHECKING:  # spaCy is imported lazily: it is heavy and only NER workers 
     from spacy.tokens import Doc
 
 # Bump when the normalisation changes, so stored entities of older runs are known to be stale.
-NORM_VERSION = "1"
+NORM_VERSION = "2"  # 2: country names resolve to one entity (ingest.places)
 
 # Components that only feed NER when it listens to them (shared tok2vec / transformer).
 _EMBEDDING_FACTORIES = {"tok2vec", "transformer", "curated_transformer"}
@@ -301,6 +304,8 @@ def _vote(mentions: Iterable[_Raw], settings: EntitySettings, short_forms: froze
 
 
 _PLACE_LABELS = {"GPE", "LOC", "FAC"}
+# Voted types whose names are looked up as countries (ingest.places); a country is always a GPE.
+_COUNTRY_LABELS = {"GPE", "LOC"}
 
 
 def _may_resolve(short: _Form, long: _Form, long_type: str, short_type: str) -> bool:
@@ -451,7 +456,12 @@ def resolve_document(raw: list[_Raw], settings: EntitySettings) -> list[Mention]
         # surname is its least reliable output.
         etype = _vote(mentions, settings, frozenset(f.norm for f in members if f.norm != root_norm))
         name = _display_name(forms[root_norm], raw)
-        key = f"{etype}:{root_norm}"
+        key_norm = root_norm
+        country = canonical_country(root_norm, etype) if etype in _COUNTRY_LABELS else None
+        if country is not None:
+            # "US", "U.S." and "United States" (and "Britain" tagged LOC) are one GPE across articles.
+            etype, name, key_norm = "GPE", country, normalise_name(country)
+        key = f"{etype}:{key_norm}"
         for m in mentions:
             out.append(
                 Mention(

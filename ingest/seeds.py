@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from ingest.clean import EXTRACTOR_VERSION
@@ -11,12 +11,12 @@ from ingest.decode import decode_body
 from ingest.language import detect_language
 from ingest.residue import clean_text, is_residue_line, same_title, split_paragraphs
 from ingest.errors import TerminalError
-from ingest.models import Article, article_id_for
+from ingest.models import Article, article_id_for, utcnow
 
 SEED_NAME_RE = re.compile(r"^(\d+)_([0-9a-f]+)\.txt$")
-# Seeds predate every fetched page, so dedup always treats them as the earliest-seen copy;
-# the NNN prefix orders them among themselves.
-SEED_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# A seed's first-seen time is when it was loaded (`newsflow init` runs before any ingest, so seeds are
+# still the earliest-seen copy for dedup); the NNN prefix, as microseconds, orders them among themselves.
+# Seed files carry no publication date, so published_at stays empty.
 # Seed files saved from article pages may read: title, standfirst line(s), title again, body.
 # Only this close to the top is a repeated title taken as the end of such a header.
 STANDFIRST_MAX_LINES = 2
@@ -30,8 +30,12 @@ def seed_files(seeds_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: (int(SEED_NAME_RE.match(p.name).group(1)), p.name))  # type: ignore[union-attr]
 
 
-def load_seed(path: Path) -> Article:
-    """Read one seed file into an Article: first real line is the title, the rest cleaned of page residue."""
+def load_seed(path: Path, loaded_at: datetime | None = None) -> Article:
+    """Read one seed file into an Article: first real line is the title, the rest cleaned of page residue.
+
+    `loaded_at` (default now) becomes its fetch time, plus the file's number in microseconds; pass one
+    value for a whole load so the seeds keep their file order.
+    """
     m = SEED_NAME_RE.match(path.name)
     if m is None:
         raise TerminalError(f"not a seed file name (NNN_hex.txt): {path.name}", reason="bad_seed_name")
@@ -62,5 +66,5 @@ def load_seed(path: Path) -> Article:
         language=detect_language(text),
         extractor="seed",
         extractor_version=EXTRACTOR_VERSION,
-        fetched_at=SEED_EPOCH + timedelta(seconds=int(m.group(1))),
+        fetched_at=(loaded_at or utcnow()) + timedelta(microseconds=int(m.group(1))),
     )

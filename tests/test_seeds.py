@@ -100,7 +100,9 @@ def test_seed_article_fields(seed: tuple[Path, Article]) -> None:
     assert art.language == "en"
     assert art.content_hash == ""
     assert art.extractor_version == EXTRACTOR_VERSION
-    assert art.fetched_at == datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=index)
+    assert abs(art.fetched_at - datetime.now(timezone.utc)) < timedelta(minutes=5)  # loaded now (not 1970)
+    at = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    assert load_seed(path, at).fetched_at == at + timedelta(microseconds=index)
 
 
 def test_seed_003_subtitle_becomes_description() -> None:
@@ -109,13 +111,16 @@ def test_seed_003_subtitle_becomes_description() -> None:
     assert load_seed(SEED_000).description is None
 
 
-def test_seeds_are_earliest_and_ordered() -> None:
-    a, b = load_seed(SEED_000), load_seed(SEED_003)
-    assert a.fetched_at < b.fetched_at < datetime(1970, 1, 2, tzinfo=timezone.utc)
+def test_seeds_loaded_together_keep_file_order() -> None:
+    at = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    a, b = load_seed(SEED_000, at), load_seed(SEED_003, at)
+    assert at <= a.fetched_at < b.fetched_at < at + timedelta(seconds=1)
+    assert a.published_at is None and b.published_at is None  # the files give no date
 
 
 def test_load_seed_is_deterministic() -> None:
-    assert load_seed(SEED_003) == load_seed(SEED_003)
+    at = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    assert load_seed(SEED_003, at) == load_seed(SEED_003, at)
 
 
 def test_bad_seed_name(tmp_path: Path) -> None:
@@ -140,4 +145,4 @@ def test_seed_without_residue_keeps_everything(tmp_path: Path) -> None:
     art = load_seed(p)
     assert art.title == "A plain title"
     assert art.text == "First paragraph here.\n\nSecond paragraph, with a #hashtag inside."
-    assert art.fetched_at == datetime(1970, 1, 1, 0, 0, 7, tzinfo=timezone.utc)
+    assert load_seed(p, datetime(2026, 3, 1, tzinfo=timezone.utc)).fetched_at == datetime(2026, 3, 1, 0, 0, 0, 7, tzinfo=timezone.utc)
