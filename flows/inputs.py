@@ -95,6 +95,25 @@ def select_sources(
     return chosen, config.mirrors
 
 
+def check_models(settings: Settings) -> None:
+    """ConfigError when a configured spaCy model is neither an installed package nor a model directory."""
+    import importlib.util
+
+    for language, model in sorted(settings.entities.models_by_language.items()):
+        if Path(model).expanduser().is_dir():
+            continue
+        try:
+            found = importlib.util.find_spec(model) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise ConfigError(
+                f"spaCy model {model!r} (for language {language!r}) is not installed; install it with pip, or choose an "
+                f"installed one with NEWSFLOW_ENTITIES__MODELS_BY_LANGUAGE",
+                reason="missing_model",
+            )
+
+
 # ---------------------------------------------------------------- reingest: dates and selector
 
 _RELATIVE = re.compile(r"^(\d+)\s*(m|min|h|d|w)$", re.IGNORECASE)

@@ -85,6 +85,14 @@ def test_bad_ad_hoc_inputs_are_refused_before_prefect(user: tuple[dict[str, str]
     assert "unknown source 'nope'" in refused(user, ["ingest", "--source", "nope"])
 
 
+def test_missing_spacy_model_is_refused_before_prefect(user: tuple[dict[str, str], Path]) -> None:
+    env, cwd = user
+    env["NEWSFLOW_ENTITIES__MODELS_BY_LANGUAGE"] = '{"en": "no_such_model_xyz"}'
+    for args in (["ingest"], ["init"], ["reingest", "--all"]):
+        line = refused((env, cwd), args)
+        assert "spaCy model 'no_such_model_xyz'" in line and "NEWSFLOW_ENTITIES__MODELS_BY_LANGUAGE" in line
+
+
 def test_bad_dates_name_the_accepted_forms(user: tuple[dict[str, str], Path]) -> None:
     line = refused(user, ["reingest", "--since", "yesterday"])
     assert "'yesterday'" in line and "2d" in line and "YYYY-MM-DD" in line

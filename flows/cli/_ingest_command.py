@@ -11,12 +11,13 @@ from flows.cli._output import EXIT_OK, flow_display, load_settings, print_failur
 
 def run(args: argparse.Namespace) -> int:
     """Run the ingest flow over configured or ad-hoc sources."""
-    from flows.inputs import select_sources
+    from flows.inputs import check_models, select_sources
 
     settings = load_settings()
     # Everything checkable offline is checked before Prefect starts: paths, URL lists, feeds, source
     # names, sources.toml (schedules included). A mistake is one line, exit 2, nothing written.
     select_sources(settings, args.source or None, args.feed or None, args.urls, args.path)
+    check_models(settings)
     with flow_display("starting Prefect (ingest)"):
         from flows.ingest import ingest
 

@@ -11,9 +11,11 @@ from flows.cli._output import EXIT_OK, load_settings
 
 def run(args: argparse.Namespace) -> int:
     """Create or migrate the warehouse and load the seed corpus."""
-    from flows.seeds import load_seeds
+    from flows.inputs import check_models
 
     settings = load_settings()
+    check_models(settings)
+    from flows.seeds import load_seeds  # imports Prefect: only once the configuration is known to be good
     counts = load_seeds(settings)
     from warehouse import db
 

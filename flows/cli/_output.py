@@ -133,6 +133,7 @@ def _known_cause(exc: BaseException) -> tuple[str, int] | None:
         if _is_instance_of(e, "warehouse.db", "CatalogUnreachable"):
             return f"{msg}; check NEWSFLOW_CATALOG and that its server is up, then run again", EXIT_RUN_FAILED
         if _is_instance_of(e, "warehouse.db", "WarehouseBusy"):
+            msg = msg.removesuffix("; retry later")
             return f"the warehouse is busy: {msg}; wait for the other process to finish (or raise NEWSFLOW_DB_LOCK_TIMEOUT_S) and run again", EXIT_RUN_FAILED
         if (isinstance(e, OSError) and e.errno == errno.ENOSPC) or "no space left on device" in low:
             return f"the disk is full ({msg}); free some space (or point the warehouse at another disk) and run again", EXIT_RUN_FAILED
@@ -140,7 +141,7 @@ def _known_cause(exc: BaseException) -> tuple[str, int] | None:
             where = getattr(e, "filename", None)
             what = f"cannot write {where}" if where else f"cannot write to the warehouse ({msg})"
             return f"{what}: the directory is read-only or not ours; run where you can write, or set NEWSFLOW_CATALOG/NEWSFLOW_DATA_PATH to a writable place", EXIT_RUN_FAILED
-        if "[e050]" in low or "can't find model" in low:
+        if "[e050]" in low or "can't find model" in low or (isinstance(e, ModuleNotFoundError) and _is_configured_model(e.name)):
             return f"a spaCy model is missing ({msg}); install it with pip, or choose another with NEWSFLOW_ENTITIES__MODELS_BY_LANGUAGE", EXIT_RUN_FAILED
         if "extension" in low and ("not found" in low or "failed to download" in low or "could not load" in low):
             return f"a DuckDB extension is missing ({msg}); reinstall newsflow's dependencies (pip install duckdb-extension-ducklake duckdb-extension-sqlite duckdb-extension-postgres at the pinned versions)", EXIT_RUN_FAILED
@@ -150,6 +151,13 @@ def _known_cause(exc: BaseException) -> tuple[str, int] | None:
             url = os.environ.get("PREFECT_API_URL") or "the Prefect API"
             return f"{url} is unreachable; start it with `newsflow server`, or unset PREFECT_API_URL to use an embedded one", EXIT_RUN_FAILED
     return None
+
+
+def _is_configured_model(name: str | None) -> bool:
+    try:
+        return bool(name) and name in load_settings().entities.models_by_language.values()
+    except Exception:  # noqa: BLE001
+        return False
 
 
 def _is_prefect_api_unreachable(e: BaseException, low: str) -> bool:
@@ -256,13 +264,26 @@ class ProgressDisplay:
             return self
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+        from rich.text import Text
+
+        class StageOnly:
+            """A column shown for stage bars only, blank on the status line."""
+
+            def __init__(self, column: Any) -> None:
+                self.column = column
+
+            def __call__(self, task: Any) -> Any:
+                return Text("") if task.fields.get("status") else self.column(task)
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self.column, name)
 
         self._bar = Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            SpinnerColumn(), TextColumn("{task.description}"), StageOnly(BarColumn()), StageOnly(MofNCompleteColumn()), TimeElapsedColumn(),
             console=Console(stderr=True), transient=True,
         )
         self._bar.start()
-        self._status_task = self._bar.add_task(self._first, total=None)
+        self._status_task = self._bar.add_task(self._first, total=None, status=True)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -320,9 +341,9 @@ def flow_display(first_status: str) -> Iterator[ProgressDisplay]:
         hide = _HideRunFailures()
         handlers: list[Any] = []
         try:
-            import prefect  # noqa: F401 - configures Prefect's logging (its console handler on the root logger)
+            import prefect.main  # noqa: F401 - configures Prefect's logging (its console handler on the root logger)
 
-            display.status(first_status.replace("starting Prefect", "starting the run"))
+            display.status(first_status.replace("starting Prefect", "starting Prefect's local API and the run"))
             handlers = list(logging.getLogger().handlers)
             for h in handlers:
                 h.addFilter(hide)

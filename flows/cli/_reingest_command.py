@@ -18,7 +18,7 @@ WINDOW_ON = ("first_seen", "published")
 
 def run(args: argparse.Namespace) -> int:
     """Re-ingest selected articles: fetch them again (refetch, default) or re-process their stored pages (reprocess)."""
-    from flows.inputs import Selector, check_reingest_source, selection_counts
+    from flows.inputs import Selector, check_models, check_reingest_source, selection_counts
 
     if args.until and not args.since:
         raise usage_error("--until needs --since")
@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_OK
+    check_models(settings)
     kwargs: dict[str, Any] = {
         "source": args.source, "url": args.url, "since": args.since, "until": args.until,
         "window_on": args.on, "failed": args.failed, "all": args.all, "mode": args.mode, "trigger": "cli",
