@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
@@ -79,7 +79,7 @@ def warehouse_run(settings: Settings, *, flow: str, trigger: str, params: dict[s
         logger.info("%s; waiting for it to finish", what)
 
     db.check_legacy(settings)
-    with db.run_lock(settings, on_wait=waiting):
+    with prefect_writer_slot(logger), db.run_lock(settings, on_wait=waiting):
         started_at = datetime.now(timezone.utc)
         db.init_db(settings)
         with db.session(settings) as con, db.transaction(con):
@@ -104,6 +104,60 @@ def warehouse_run(settings: Settings, *, flow: str, trigger: str, params: dict[s
                 logger.warning("maintenance after run %d skipped: %s", run_id, str(exc).splitlines()[0][:200])
         finally:
             pool.close()
+
+
+# One slot: runs started on different hosts against one Prefect server queue here (visible in the UI),
+# before they reach the warehouse's own lock. Created by `newsflow serve` / `newsflow server`.
+WRITER_LIMIT = "newsflow-warehouse-writer"
+
+
+def _configured_api_url() -> str | None:
+    try:
+        from prefect.settings import get_current_settings
+
+        return get_current_settings().api.url or None
+    except Exception:  # noqa: BLE001 - no Prefect configuration: nothing to coordinate with
+        return None
+
+
+def ensure_writer_limit() -> None:
+    """Create the one-slot global concurrency limit for warehouse writers on the configured Prefect server."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(WRITER_LIMIT)
+        except Exception:  # noqa: BLE001 - not found: create it
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=WRITER_LIMIT, limit=1))
+
+
+@contextmanager
+def prefect_writer_slot(logger: Any) -> Iterator[None]:
+    """Hold the Prefect writer slot when a Prefect server is configured and has the limit; else do nothing.
+
+    The warehouse lock (flock / PostgreSQL advisory lock) stays the guarantee: a slot of a killed
+    process is only freed when its lease expires, while those locks are freed at once.
+    """
+    if not _configured_api_url():
+        yield
+        return
+    from prefect.client.orchestration import get_client
+    from prefect.concurrency.sync import concurrency
+
+    try:
+        with get_client(sync_client=True) as client:
+            client.read_global_concurrency_limit_by_name(WRITER_LIMIT)
+    except Exception:  # noqa: BLE001 - no such limit (or no server): the warehouse lock alone serialises writers
+        yield
+        return
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(concurrency(WRITER_LIMIT, occupy=1, timeout_seconds=1, strict=True))
+        except TimeoutError:
+            logger.info("another newsflow run holds the Prefect concurrency slot %r; waiting for it", WRITER_LIMIT)
+            stack.enter_context(concurrency(WRITER_LIMIT, occupy=1, strict=True))
+        yield
 
 
 def _finish(settings: Settings, run_id: int, *, status: str, error: str | None, logger: Any) -> None:

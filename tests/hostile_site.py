@@ -441,10 +441,12 @@ def duplicate_rows(db_path: Path | str) -> dict[str, int]:
 # --------------------------------------------------------------------------- many-article site (crash/concurrency)
 
 
-def serve_many_articles(site: SiteServer, workdir: Path, n: int = 150, delay_s: float = 0.03, name: str = "bulk") -> tuple[Path, list[str]]:
+def serve_many_articles(
+    site: SiteServer, workdir: Path, n: int = 150, delay_s: float = 0.03, name: str = "bulk", first: int = 10_000
+) -> tuple[Path, list[str]]:
     """`n` distinct article pages under /bulk/ (each answered after `delay_s`), one RSS feed listing them all,
     and a sources.toml for it. Returns (sources file, article URLs)."""
-    pages = {f"/{name}/{i}.html": make_article_html(10_000 + i) for i in range(n)}
+    pages = {f"/{name}/{i}.html": make_article_html(first + i) for i in range(n)}
 
     def handler(req: Any) -> Response:
         body = pages.get(req.path)

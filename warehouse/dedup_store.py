@@ -7,8 +7,7 @@ so a batch costs a fixed number of queries however many articles it holds or the
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 
 import duckdb
@@ -17,8 +16,8 @@ import pyarrow as pa
 from ingest.dedup import model_id
 from ingest.models import DedupCandidate, DuplicateMatch, Fingerprint
 from ingest.settings import DedupSettings
+from warehouse.arrow import registered
 
-_TS = pa.timestamp("us", tz="UTC")
 _QUERY_BANDS = pa.schema([("query_id", pa.string()), ("band", pa.int16()), ("band_key", pa.int64())])
 _QUERY_HASHES = pa.schema([("query_id", pa.string()), ("content_hash", pa.string())])
 _FPS = pa.schema(
@@ -32,16 +31,6 @@ _MATCHES = pa.schema(
     [("article_id", pa.string()), ("duplicate_of", pa.string()), ("method", pa.string()), ("similarity", pa.float64())]
 )
 _IDS = pa.schema([("article_id", pa.string())])
-
-
-@contextmanager
-def _registered(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> Iterator[None]:
-    # Registration is per connection, so concurrent sessions never see each other's batch.
-    con.register(name, table)
-    try:
-        yield
-    finally:
-        con.unregister(name)
 
 
 def _ids_table(ids: Iterable[str]) -> pa.Table:
@@ -63,7 +52,7 @@ def find_candidates(con: duckdb.DuckDBPyConnection, fps: Sequence[Fingerprint]) 
         schema=_QUERY_BANDS,
     )
     hashes = pa.Table.from_pylist([{"query_id": fp.article_id, "content_hash": fp.content_hash} for fp in fps], schema=_QUERY_HASHES)
-    with _registered(con, "dedup_query_bands", bands), _registered(con, "dedup_query_hashes", hashes):
+    with registered(con, "dedup_query_bands", bands), registered(con, "dedup_query_hashes", hashes):
         pairs = con.execute(
             "WITH hits AS ("
             "  SELECT q.query_id, b.article_id AS cand_id FROM dedup_query_bands q"
@@ -116,7 +105,7 @@ def save_fingerprints(con: duckdb.DuckDBPyConnection, fps: Sequence[Fingerprint]
         ],
         schema=_FPS,
     )
-    with _registered(con, "dedup_batch_fps", table):
+    with registered(con, "dedup_batch_fps", table):
         # Only fingerprints that differ are rewritten, so a re-run of an unchanged batch writes nothing. The same
         # normalised text under the same model always gives the same signature, so hash + model decide.
         status = con.execute(
@@ -135,7 +124,7 @@ def save_fingerprints(con: duckdb.DuckDBPyConnection, fps: Sequence[Fingerprint]
              for fp in by_id.values() if fp.article_id in changed_set for b, k in enumerate(fp.band_keys)],
             schema=_BANDS,
         )
-        with _registered(con, "dedup_changed", _ids_table(changed)), _registered(con, "dedup_batch_bands", band_rows):
+        with registered(con, "dedup_changed", _ids_table(changed)), registered(con, "dedup_batch_bands", band_rows):
             if replaced:
                 con.execute("DELETE FROM article_bands WHERE list_contains(?::VARCHAR[], article_id)", [replaced])
             # Band rows of changed articles were deleted above (or never existed), so a plain insert of
@@ -159,7 +148,7 @@ def clear_duplicates(con: duckdb.DuckDBPyConnection, article_ids: Iterable[str])
     ids = _ids_table(article_ids)
     if not ids.num_rows:
         return 0
-    with _registered(con, "dedup_clear_ids", ids):
+    with registered(con, "dedup_clear_ids", ids):
         return int(con.execute("DELETE FROM duplicates WHERE article_id IN (SELECT article_id FROM dedup_clear_ids)").fetchall()[0][0])
 
 
@@ -178,7 +167,7 @@ def save_duplicates(
     if not by_id:
         return 0
     table = pa.Table.from_pylist([m.model_dump() for m in by_id.values()], schema=_MATCHES)
-    with _registered(con, "dedup_batch_matches", table):
+    with registered(con, "dedup_batch_matches", table):
         con.execute(
             "DELETE FROM duplicates WHERE article_id IN (SELECT duplicate_of FROM dedup_batch_matches) "
             "AND article_id NOT IN (SELECT article_id FROM dedup_batch_matches)"
@@ -211,7 +200,7 @@ def first_seen_times(con: duckdb.DuckDBPyConnection, article_ids: Iterable[str])
     ids = _ids_table(article_ids)
     if not ids.num_rows:
         return {}
-    with _registered(con, "dedup_seen_ids", ids):
+    with registered(con, "dedup_seen_ids", ids):
         rows = con.execute("SELECT a.id, a.first_seen_at FROM articles a JOIN dedup_seen_ids i ON i.article_id = a.id").fetchall()
     return {aid: seen.astimezone(timezone.utc) for aid, seen in rows}
 

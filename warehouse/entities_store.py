@@ -24,16 +24,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pyarrow as pa
 
 from ingest.entities import normalise_name
 from ingest.models import ArticleEntities
-from warehouse.loads import registered
+from warehouse.arrow import TS, registered
 
-_TS = pa.timestamp("us", tz="UTC")
 
 _MENTIONS_SCHEMA = pa.schema(
     [
@@ -45,7 +43,7 @@ _MENTIONS_SCHEMA = pa.schema(
 _RUNS_SCHEMA = pa.schema(
     [
         ("article_id", pa.string()), ("model", pa.string()), ("model_version", pa.string()),
-        ("skipped_reason", pa.string()), ("mention_count", pa.int32()), ("first_seen_at", _TS),
+        ("skipped_reason", pa.string()), ("mention_count", pa.int32()), ("first_seen_at", TS),
     ]
 )
 _ENTITIES_SCHEMA = pa.schema([("id", pa.int64()), ("key", pa.string()), ("name", pa.string()), ("type", pa.string())])

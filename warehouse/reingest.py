@@ -15,7 +15,8 @@ import duckdb
 import pyarrow as pa
 
 from ingest.models import FetchResult
-from warehouse.loads import page_body, registered
+from warehouse.arrow import registered
+from warehouse.loads import page_body
 
 SEED_PREFIX = "seed://"
 

@@ -40,18 +40,24 @@ def run(args: argparse.Namespace) -> int:
     deploy.pin_absolute_paths(settings)
     settings = load_settings()
     deployments = deploy.build_deployments(settings, args.source, args.interval)
+    from flows.run import WRITER_LIMIT, ensure_writer_limit
     from warehouse import db
+
+    # Runs on other hosts that use this server queue on one slot before they reach the warehouse lock.
+    ensure_writer_limit()
 
     where = db.target(settings).display  # never the catalog string itself (it may hold a password)
     print(f"serving {len(deployments)} deployment(s) from {api_url} (warehouse {where}); Ctrl-C stops:", file=sys.stderr)
     for d in deployments:
         print(deploy.describe(d), file=sys.stderr)
+    print(f"  writers queue on the Prefect global concurrency limit {WRITER_LIMIT!r} (1 slot)", file=sys.stderr)
     if deploy.reingest_flow() is None:
         print("  (no reingest flow in this installation: reingest deployment skipped)", file=sys.stderr)
     sys.stderr.flush()
     from prefect import serve
 
-    # Concurrent runs never write together (they queue on the warehouse run lock, see flows/run.py);
+    # Concurrent runs never write together (they queue on the Prefect slot WRITER_LIMIT and the warehouse
+    # lock, see flows/run.py);
     # `limit` only caps how many flow-run processes may be alive at once on this machine.
     serve(*deployments, limit=args.limit, print_starting_message=False)
     return EXIT_OK

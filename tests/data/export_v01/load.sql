@@ -1,0 +1,16 @@
+COPY articles FROM 'tests/data/export_v01/articles.parquet' (FORMAT 'parquet');
+COPY article_bands FROM 'tests/data/export_v01/article_bands.parquet' (FORMAT 'parquet');
+COPY article_entity_runs FROM 'tests/data/export_v01/article_entity_runs.parquet' (FORMAT 'parquet');
+COPY article_fingerprints FROM 'tests/data/export_v01/article_fingerprints.parquet' (FORMAT 'parquet');
+COPY article_urls FROM 'tests/data/export_v01/article_urls.parquet' (FORMAT 'parquet');
+COPY article_versions FROM 'tests/data/export_v01/article_versions.parquet' (FORMAT 'parquet');
+COPY duplicates FROM 'tests/data/export_v01/duplicates.parquet' (FORMAT 'parquet');
+COPY entities FROM 'tests/data/export_v01/entities.parquet' (FORMAT 'parquet');
+COPY entity_aliases FROM 'tests/data/export_v01/entity_aliases.parquet' (FORMAT 'parquet');
+COPY failures FROM 'tests/data/export_v01/failures.parquet' (FORMAT 'parquet');
+COPY mentions FROM 'tests/data/export_v01/mentions.parquet' (FORMAT 'parquet');
+COPY pages FROM 'tests/data/export_v01/pages.parquet' (FORMAT 'parquet');
+COPY runs FROM 'tests/data/export_v01/runs.parquet' (FORMAT 'parquet');
+COPY schema_migrations FROM 'tests/data/export_v01/schema_migrations.parquet' (FORMAT 'parquet');
+COPY sources FROM 'tests/data/export_v01/sources.parquet' (FORMAT 'parquet');
+COPY url_retries FROM 'tests/data/export_v01/url_retries.parquet' (FORMAT 'parquet');
