@@ -9,8 +9,21 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# The bundled seeds directory (seed articles, demo site, default sources.toml) ships next to the packages.
-BUNDLED_SEEDS_DIR = Path(__file__).resolve().parent.parent / "seeds"
+
+
+def _bundled_seeds_dir() -> Path:
+    """The bundled seeds (seed articles, demo sites, default sources.toml): package data `newsflow_seeds`.
+
+    In an installed wheel that package holds the files; in a checkout it is the top-level seeds/
+    directory (mapped by pyproject's package-dir, or found next to the packages).
+    """
+    spec = importlib.util.find_spec("newsflow_seeds")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations))).resolve()
+    return Path(__file__).resolve().parent.parent / "seeds"
+
+
+BUNDLED_SEEDS_DIR = _bundled_seeds_dir()
 
 
 class FetchSettings(BaseModel):
