@@ -25,4 +25,4 @@ test: $(STAMP)
 	PREFECT_HOME=$(CURDIR)/.prefect-test $(PY) tests/netns.py $(VENV)/bin/pytest -q
 
 clean:
-	rm -rf $(VENV) .prefect-test newsflow.duckdb newsflow.duckdb.wal newsflow.duckdb.runlock
+	rm -rf $(VENV) .prefect-test newsflow newsflow.duckdb build dist *.egg-info
