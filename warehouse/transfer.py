@@ -121,15 +121,13 @@ def export_parquet(settings: "Settings", directory: Path) -> list[TableCopy]:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     copies = []
-    with db.session(settings, read_only=True) as con:
+    with db.session(settings, read_only=True) as con:  # one snapshot for every file
         tables = lake_tables(con)
-        con.execute("BEGIN TRANSACTION")  # one snapshot for every file
         for table in tables:
             f = directory / f"{table}.parquet"
             con.execute(f"COPY (SELECT * FROM {table}) TO '{_escape(f)}' (FORMAT parquet)")
             n = con.execute(f"SELECT count(*) FROM read_parquet('{_escape(f)}')").fetchall()[0][0]
             copies.append(TableCopy(table, int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]), int(n)))
-        con.execute("COMMIT")
     (directory / "schema.sql").write_text(
         "-- newsflow export: one Parquet file per table; load with `newsflow import DIR`\n", encoding="utf-8"
     )
