@@ -115,3 +115,33 @@ def test_writes_are_refused_in_every_input_form(wh: Path, tmp_path: Path, monkey
     assert "refused" in capsys.readouterr().err
     assert main(["sql", "select count(*) from articles", "--format", "csv"]) == 0
     assert capsys.readouterr().out.splitlines()[1] == "2"
+
+
+def test_read_only_commands_never_import_prefect_and_unknown_reingest_source_is_refused(lake: Path, tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    from lake import lake_env
+
+    probe = (
+        "import json, sys\n"
+        "from flows.cli import main\n"
+        "code = main(sys.argv[1:])\n"
+        "print(json.dumps({'code': code, 'prefect': any(m == 'prefect' or m.startswith('prefect.') for m in sys.modules)}))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSFLOW_")}
+    env.update(lake_env(lake), PREFECT_HOME=str(tmp_path / "ph"))
+    cases = [
+        (["status"], 0),
+        (["sql", "select count(*) from articles"], 0),
+        (["reingest", "--all", "--dry-run"], 0),
+        (["reingest", "--since", "2d", "--dry-run"], 0),
+        (["reingest", "--source", "nope", "--dry-run"], 2),
+        (["reingest", "--source", "nope", "--mode", "reprocess"], 2),
+    ]
+    for args, want in cases:
+        out = subprocess.run([sys.executable, "-c", probe, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        assert result == {"code": want, "prefect": False}, (args, out.stderr)
+        if want == 2:
+            assert out.stderr.strip().count("\n") == 0 and "unknown source 'nope'" in out.stderr, out.stderr
