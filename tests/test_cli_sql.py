@@ -145,3 +145,50 @@ def test_read_only_commands_never_import_prefect_and_unknown_reingest_source_is_
         assert result == {"code": want, "prefect": False}, (args, out.stderr)
         if want == 2:
             assert out.stderr.strip().count("\n") == 0 and "unknown source 'nope'" in out.stderr, out.stderr
+
+
+def test_interactive_prompt_on_a_terminal(lake: Path, tmp_path: Path) -> None:
+    """`newsflow sql` with no query on a terminal: a read-only prompt, with history kept between sessions."""
+    import os
+    import select
+    import subprocess
+    import time
+
+    from lake import lake_env
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSFLOW_")}
+    env.update(lake_env(lake), PREFECT_HOME=str(tmp_path / "ph"), XDG_STATE_HOME=str(tmp_path / "state"), TERM="dumb")
+    primary, secondary = os.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from flows.cli import main; sys.exit(main(['sql']))"],
+        stdin=secondary, stdout=secondary, stderr=secondary, env=env, cwd=tmp_path, close_fds=True,
+    )
+    os.close(secondary)
+    out = b""
+
+    def read_until(marker: bytes, timeout: float = 60) -> None:
+        nonlocal out
+        deadline = time.monotonic() + timeout
+        while marker not in out and time.monotonic() < deadline:
+            ready, _, _ = select.select([primary], [], [], 0.5)
+            if ready:
+                try:
+                    out += os.read(primary, 4096)
+                except OSError:
+                    break
+        assert marker in out, out.decode(errors="replace")
+
+    read_until(b"sql> ")
+    os.write(primary, b"select 40 +\n")
+    read_until(b"..> ")
+    os.write(primary, b"2 as answer;\n")
+    read_until(b"(1 row)")
+    os.write(primary, b"delete from articles;\n")
+    read_until(b"refused")
+    os.write(primary, b".quit\n")
+    assert proc.wait(timeout=60) == 0
+    os.close(primary)
+    text = out.decode(errors="replace")
+    assert "answer" in text and "42" in text
+    history = (tmp_path / "state" / "newsflow" / "sql_history").read_text(encoding="utf-8")
+    assert "2 as answer;" in history
