@@ -4,9 +4,12 @@ Quality. Originals are the real article bodies of the Zyte article-extraction be
 the two seed articles. Positives are syndicated variants of an original, made deterministically (--seed):
 re-templated (headline, byline, "originally published by", "Follow us" lines), trimmed by the last paragraph,
 extended by a paragraph of another article, copy-edited (word substitutions, quote style, British spelling) and
-combinations, plus pairs of two variants of the same original. Negatives are all pairs of distinct originals
+combinations, plus pairs of two variants of the same original; and copies whose two sides were extracted to very
+different lengths: cut to the first 20-40% of the story (bare, or re-templated), grown by live updates (new
+paragraphs from three other stories), or opened by a different lede paragraph. Negatives are all pairs of distinct originals
 (hard negatives: the pairs with the highest shingle overlap, and the two seeds, which cover the same G20 event)
-and variants of an original against its most similar other original. Each pair is decided by the real pipeline
+and variants of an original against its most similar other original, plus a one-paragraph brief of each story
+quoted inside a round-up of other stories' paragraphs. Each pair is decided by the real pipeline
 functions: fingerprint -> LSH candidate (a shared band key or content hash) -> verify.
 
 Cost. A real DuckDB warehouse file is filled with 1k, 10k and 100k synthetic history articles (sentences of the
@@ -39,7 +42,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from ingest.dedup import (  # noqa: E402
-    decide, estimated_jaccard, fingerprint, fingerprint_many, is_near, model_id, shingles, similarity, verify,
+    decide, estimated_jaccard, fingerprint, fingerprint_many, judge_pair, lead_shingles, model_id, shingles, similarity, verify,
 )
 from ingest.models import Article, DedupCandidate, Fingerprint  # noqa: E402
 from ingest.settings import DedupSettings  # noqa: E402
@@ -169,9 +172,67 @@ def extended_retemplated(rng: random.Random, text: str, other: str) -> str:
     return retemplate(rng, extend(rng, text, other), other)
 
 
+def _cut_words(paras: list[str], share: float) -> list[str]:
+    """Leading paragraphs up to `share` of the words; the last one cut at a sentence end (or mid-way) to fit."""
+    total = sum(len(p.split()) for p in paras)
+    goal, out, n = share * total, [], 0
+    for p in paras:
+        w = len(p.split())
+        if n + w <= goal:
+            out.append(p)
+            n += w
+            continue
+        sents = [x for x in _SENT.split(p) if x.strip()]
+        part: list[str] = []
+        for sent in sents:
+            if n + len(sent.split()) > goal and (part or out):
+                break
+            part.append(sent)
+            n += len(sent.split())
+        if part:
+            out.append(" ".join(part))
+        break
+    return out or [" ".join(paras[0].split()[: max(1, int(goal))])]
+
+
+def prefix(rng: random.Random, text: str, other: str) -> str:
+    """The copy whose extraction stopped early: the first 20-40% of the story's words."""
+    return "\n\n".join(_cut_words(paragraphs(text), rng.uniform(0.2, 0.4)))
+
+
+def prefix_retemplated(rng: random.Random, text: str, other: str) -> str:
+    return retemplate(rng, prefix(rng, text, other), other)
+
+
+def updates_appended(rng: random.Random, text: str, other: str, pool: list[str] | None = None) -> str:
+    """A live copy grown by later updates: timestamped paragraphs from three other stories, 0.5-1.5x the story's length."""
+    pool = pool or [p for p in paragraphs(other) if len(p.split()) >= 15]
+    goal = rng.uniform(0.5, 1.5) * len(text.split())
+    out, n, hour = [], 0, rng.randint(8, 18)
+    for p in rng.sample(pool, min(len(pool), 40)):
+        if n >= goal:
+            break
+        out.append(f"Update {hour:02d}:{rng.randint(0, 59):02d}: {p}")
+        n += len(p.split())
+        hour = min(hour + 1, 23)
+    return text + "\n\n" + "\n\n".join(out)
+
+
+def different_lede(rng: random.Random, text: str, other: str) -> str:
+    """A partner's own opening paragraph (same length, other wording) above the rest of the story."""
+    paras = _strip_title(paragraphs(text))
+    if len(paras) < 2:
+        return text
+    words = re.findall(r"[A-Za-z][A-Za-z'-]+", paras[0]) or ["Update"]
+    lede = " ".join(rng.choice(words) for _ in range(len(paras[0].split()))).capitalize() + "."
+    return "\n\n".join([lede] + paras[1:])
+
+
 VARIANTS = {
     "retemplate": retemplate, "trim": trim, "extend": extend, "copyedit": copyedit,
     "syndicated": syndicated, "extend+retemplate": extended_retemplated,
+    "prefix 20-40%": prefix, "prefix 20-40%+retemplate": prefix_retemplated,
+    "updates appended": updates_appended, "different lede": different_lede,
 }
 
 
@@ -184,10 +245,17 @@ class Doc:
     text: str
     fp: Fingerprint
     sh: set[str]
+    lead: set[str]
 
 
 def make_doc(doc_id: str, text: str, settings: DedupSettings) -> Doc:
-    return Doc(doc_id, text, fingerprint(doc_id, text, settings), shingles(text, settings.shingle_size))
+    return Doc(doc_id, text, fingerprint(doc_id, text, settings), shingles(text, settings), lead_shingles(text, settings))
+
+
+def pair_scores(a: Doc, b: Doc) -> tuple[float, float, int, float]:
+    """Exact jaccard, containment, smaller shingle count and lead overlap of a pair (judge_pair's inputs)."""
+    j, c = similarity(a.sh, b.sh)
+    return j, c, min(len(a.sh), len(b.sh)), similarity(a.lead, b.lead)[1]
 
 
 def lsh_candidate(a: Doc, b: Doc) -> bool:
@@ -234,11 +302,28 @@ def build_pairs(originals: dict[str, str], rng: random.Random, settings: DedupSe
         made = []
         for kind, fn in VARIANTS.items():
             vid = f"{oid}~{kind}"
-            text = fn(random.Random(f"{rng.random()}-{vid}"), originals[oid], originals[donor])
+            vrng = random.Random(f"{rng.random()}-{vid}")
+            if fn is updates_appended:
+                # Updates come from three other stories (not the donor), a few paragraphs each.
+                others = vrng.sample([i for i in ids if i not in (oid, donor)], 3)
+                pool = [p for i in others for p in paragraphs(originals[i])[:6] if len(p.split()) >= 15]
+                text = updates_appended(vrng, originals[oid], originals[donor], pool)
+                for i in others:
+                    pairs.append((vid, i, False, "updates-vs-their-sources"))
+            else:
+                text = fn(vrng, originals[oid], originals[donor])
             docs[vid] = make_doc(vid, text, settings)
             made.append(vid)
             pairs.append((vid, oid, True, kind))
             pairs.append((vid, donor, False, "variant-vs-nearest-other"))
+        # A one-paragraph brief of the story quoted in a round-up of three other stories' openings: not a copy.
+        lede = max(_strip_title(paragraphs(originals[oid]))[:2], key=lambda p: len(p.split()))
+        brng = random.Random(f"{rng.random()}-{oid}-roundup")
+        parts = [paragraphs(originals[i])[:2] for i in brng.sample([i for i in ids if i != oid], 3)]
+        roundup = "\n\n".join([p for ps in parts for p in ps] + [lede])
+        docs[f"{oid}~brief"] = make_doc(f"{oid}~brief", lede, settings)
+        docs[f"{oid}~roundup"] = make_doc(f"{oid}~roundup", roundup, settings)
+        pairs.append((f"{oid}~brief", f"{oid}~roundup", False, "brief-in-roundup"))
         pairs.append((made[0], made[4], True, "variant-vs-variant"))
         pairs.append((made[2], made[1], True, "variant-vs-variant"))
         # Two different stories republished by the same partner: identical template lines, different bodies.
@@ -258,6 +343,7 @@ def quality(originals: dict[str, str], seed: int, settings: DedupSettings) -> No
     print(f"settings: {settings.model_dump()}  model={model_id(settings)}")
 
     by_kind: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    by_kind_cand: dict[str, int] = defaultdict(int)
     tp = fp = fn = 0
     misses, false_pos = [], []
     cand_pairs = []  # pairs LSH lets through, with exact scores, for the threshold sweep
@@ -267,9 +353,10 @@ def quality(originals: dict[str, str], seed: int, settings: DedupSettings) -> No
         is_cand = lsh_candidate(da, db)
         lsh_pos += label and is_cand
         pred = pipeline_match(da, db, settings)
+        by_kind_cand[kind] += is_cand
         if is_cand:
-            j, c = similarity(da.sh, db.sh)
-            cand_pairs.append((label, da.fp.content_hash == db.fp.content_hash, estimated_jaccard(da.fp.signature, db.fp.signature), j, c))
+            cand_pairs.append((label, da.fp.content_hash == db.fp.content_hash, estimated_jaccard(da.fp.signature, db.fp.signature),
+                               *pair_scores(da, db)))
         by_kind[kind][0] += pred == label
         by_kind[kind][1] += 1
         tp += pred and label
@@ -287,53 +374,79 @@ def quality(originals: dict[str, str], seed: int, settings: DedupSettings) -> No
     print(f"positives: min jaccard {min(x[0] for x in pos):.3f}, median jaccard {statistics.median(x[0] for x in pos):.3f}, "
           f"min containment {min(x[1] for x in pos):.3f}")
     print(f"\nprecision {p:.4f}   recall {r:.4f}   F1 {f:.4f}   (tp={tp} fp={fp} fn={fn}; LSH candidate recall {lsh_pos / n_pos:.4f})")
-    print("\n| pair kind | label | correct | pairs | accuracy |\n|---|---|---:|---:|---:|")
+    print("\n| pair kind | label | correct | pairs | recall (dup) / false-positive rate (distinct) | LSH candidates |\n|---|---|---:|---:|---:|---:|")
     labels = {k: lbl for _, _, lbl, k in pairs}
     for kind, (ok, n) in sorted(by_kind.items(), key=lambda kv: (not labels[kv[0]], kv[0])):
-        print(f"| {kind} | {'dup' if labels[kind] else 'distinct'} | {ok} | {n} | {ok / n:.3f} |")
+        rate = f"R {ok / n:.3f}" if labels[kind] else f"FP {(n - ok) / n:.3f}"
+        print(f"| {kind} | {'dup' if labels[kind] else 'distinct'} | {ok} | {n} | {rate} | {by_kind_cand[kind] / n:.3f} |")
+    # Precision per variant class: its true positives against every false positive of the run (a false positive
+    # belongs to no variant class), i.e. what a user sees if the warehouse held only that kind of copy.
+    print("\n| variant class | P | R |\n|---|---:|---:|")
+    for kind, (ok, n) in sorted(by_kind.items()):
+        if labels[kind]:
+            kp, kr, _ = prf(ok, fp, n - ok)
+            print(f"| {kind} | {kp:.4f} | {kr:.4f} |")
+    methods: dict[str, int] = defaultdict(int)
+    for a, b, label, kind in pairs:
+        if label and pipeline_match(docs[a], docs[b], settings):
+            exact = docs[a].fp.content_hash == docs[b].fp.content_hash
+            methods["exact" if exact else (judge_pair(*pair_scores(docs[a], docs[b]), settings) or ("?",))[0]] += 1
+    print("true positives by method: " + ", ".join(f"{k} {v}" for k, v in sorted(methods.items())))
     for label, rows in (("missed positives", misses), ("false positives", false_pos)):
         if rows:
             print(f"\n{label} ({len(rows)}), first 8:")
             for kind, a, b in rows[:8]:
-                j, c = similarity(docs[a].sh, docs[b].sh)
-                print(f"  {kind:22s} {a} vs {b}: words {len(docs[a].text.split())}/{len(docs[b].text.split())} jaccard={j:.3f} containment={c:.3f}")
+                j, c, smaller, lo = pair_scores(docs[a], docs[b])
+                print(f"  {kind:22s} {a} vs {b}: words {len(docs[a].text.split())}/{len(docs[b].text.split())} jaccard={j:.3f} "
+                      f"containment={c:.3f} smaller={smaller} lead_overlap={lo:.2f} candidate={lsh_candidate(docs[a], docs[b])}")
 
     print("\nThreshold sweep (same LSH candidates; containment rule keeps jaccard >= containment_min_jaccard):")
     cts = [0.6, 0.7, 0.8, 0.9, 1.01]
     print("| jaccard \\ containment | " + " | ".join("off" if ct > 1 else f"{ct:.1f}" for ct in cts) + " |")
     print("|---|" + "---|" * len(cts))
+    def sweep(s: DedupSettings) -> tuple[float, float, float]:
+        stp = sfp = 0
+        for label, exact, est, j, c, smaller, lead in cand_pairs:
+            prefilter = est is None or est >= s.min_estimated_jaccard or smaller >= s.contained_min_shingles
+            pred = exact or (prefilter and judge_pair(j, c, smaller, lead, s) is not None)
+            stp += pred and label
+            sfp += pred and not label
+        return prf(stp, sfp, n_pos - stp)
+
     for jt in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8):
         cells = []
         for ct in cts:
-            s = settings.model_copy(update={"jaccard_threshold": jt, "containment_threshold": ct})
-            stp = sfp = 0
-            for label, exact, est, j, c in cand_pairs:
-                pred = exact or ((est is None or est >= s.min_estimated_jaccard) and is_near(j, c, s))
-                stp += pred and label
-                sfp += pred and not label
-            sp, sr, sf = prf(stp, sfp, n_pos - stp)
+            sp, sr, sf = sweep(settings.model_copy(update={"jaccard_threshold": jt, "containment_threshold": ct}))
             cells.append(f"P{sp:.3f} R{sr:.3f} F{sf:.3f}")
         print(f"| {jt:.1f} | " + " | ".join(cells) + " |")
     print("\ncontainment_min_jaccard sweep (at the configured thresholds):")
     for floor in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5):
-        s = settings.model_copy(update={"containment_min_jaccard": floor})
-        stp = sfp = 0
-        for label, exact, est, j, c in cand_pairs:
-            pred = exact or ((est is None or est >= s.min_estimated_jaccard) and is_near(j, c, s))
-            stp += pred and label
-            sfp += pred and not label
-        sp, sr, sf = prf(stp, sfp, n_pos - stp)
+        sp, sr, sf = sweep(settings.model_copy(update={"containment_min_jaccard": floor}))
         print(f"  floor {floor:.1f}: P {sp:.4f} R {sr:.4f} F1 {sf:.4f}")
+    print("\nContainment rule sweep (contained_min_shingles x contained_threshold; 'off' = rule disabled):")
+    cths = [0.7, 0.75, 0.8, 0.85, 0.9, 0.95]
+    print("| min shingles \\ containment | " + " | ".join(f"{c:.2f}" for c in cths) + " |\n|---|" + "---|" * len(cths))
+    for mins in (15, 20, 30, 40, 60, 80, 100, 10**9):
+        cells = []
+        for ct in cths:
+            sp, sr, sf = sweep(settings.model_copy(update={"contained_min_shingles": mins, "contained_threshold": ct}))
+            cells.append(f"P{sp:.4f} R{sr:.4f}")
+        print(f"| {'off' if mins == 10**9 else mins} | " + " | ".join(cells) + " |")
+    print("\nLead overlap floor of the containment rule (at the configured thresholds):")
+    for floor in (0.0, 0.25, 0.5, 0.75, 0.9):
+        sp, sr, sf = sweep(settings.model_copy(update={"contained_min_lead_overlap": floor}))
+        print(f"  lead overlap >= {floor:.2f}: P {sp:.4f} R {sr:.4f} F1 {sf:.4f}")
 
     print("\nLSH banding (candidate recall on positives / candidate share of negatives):")
-    for num_perm, bands in ((128, 16), (128, 32), (128, 64), (256, 64)):
-        s = settings.model_copy(update={"num_perm": num_perm, "bands": bands})
+    for num_perm, bands, lead in ((128, 16, 8), (128, 32, 0), (128, 32, 4), (128, 32, 8), (128, 32, 16), (128, 64, 8), (256, 64, 8)):
+        s = settings.model_copy(update={"num_perm": num_perm, "bands": bands, "lead_bands": lead})
         alt = {k: fingerprint(k, d.text, s) for k, d in docs.items()}
         hits = [(lbl, alt[a].content_hash == alt[b].content_hash or any(x == y for x, y in zip(alt[a].band_keys, alt[b].band_keys)))
                 for a, b, lbl, _ in pairs]
         rp = sum(h for lbl, h in hits if lbl) / n_pos
         rn = sum(h for lbl, h in hits if not lbl) / (len(pairs) - n_pos)
-        print(f"  {num_perm} perms x {bands} bands ({num_perm // bands} rows): candidate recall {rp:.4f}, negatives as candidates {rn:.5f}")
+        print(f"  {num_perm} perms x {bands} bands ({num_perm // bands} rows) + {lead} lead bands x {s.lead_rows} rows: "
+              f"candidate recall {rp:.4f}, negatives as candidates {rn:.5f}")
     print("\nShingle size (full pipeline at the configured thresholds and banding):")
     for k in (3, 4, 5, 6, 7):
         s = settings.model_copy(update={"shingle_size": k})

@@ -9,6 +9,15 @@ Decision rule (`verify`), tuned with benchmarks/dedup_eval.py:
   * near:  exact shingle Jaccard >= jaccard_threshold, or containment |A∩B|/min(|A|,|B|) >= containment_threshold
     with Jaccard >= containment_min_jaccard (a copy trimmed or extended by a paragraph keeps a high containment
     while its Jaccard drops). The reported similarity is max(jaccard, containment).
+  * contained: the shorter text has at least contained_min_shingles shingles and containment >= contained_threshold,
+    whatever the Jaccard (one copy extracted to its first fifth, or grown by live updates). Similarity = containment.
+
+Shingles are runs of `shingle_size` words; in scripts written without spaces (Chinese, Japanese, Thai, ...) every
+character is a token and a text written mostly in them uses runs of `char_shingle_size` characters.
+
+Candidates: 32 LSH bands over the whole text's MinHash (Jaccard ~0.42 and up), plus `lead_bands` bands over a
+MinHash of the text's lead (its first `lead_shingles` shingles of paragraphs that read like prose), so a copy cut
+short or extended still meets its original, whose Jaccard with it is far below what whole-text bands catch.
 """
 
 from __future__ import annotations
@@ -19,7 +28,6 @@ import struct
 import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from rensa import RMinHash
@@ -28,7 +36,9 @@ from ingest.models import Article, DedupCandidate, DuplicateMatch, Fingerprint
 from ingest.settings import DedupSettings
 
 # Bump when normalize_text or shingling changes: stored fingerprints then no longer compare (see model_id).
-NORMALIZATION_VERSION = 1
+# 2: characters of scripts without spaces are tokens of their own (texts in space-separated scripts shingle, hash and
+# sign exactly as in 1: only their band rows gained the lead bands, hence the new model string and a recompute).
+NORMALIZATION_VERSION = 2
 
 # Apostrophes are deleted so that "don’t", "don't" and "donʼt" all become "dont" (a quote mark next to a word
 # loses nothing either); invisible format characters (soft hyphen, zero-width space/joiners, BOM) that some
@@ -57,6 +67,32 @@ def content_hash(text: str) -> str:
     return _sha256(normalize_text(text))
 
 
+# Scripts written without spaces between words: Han (CJK ideographs, incl. extension A and compatibility), kana,
+# and the South-East Asian abugidas Thai, Lao, Myanmar and Khmer. Each character is a token of its own.
+_CJK = "\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_SEA = "\u0e00-\u0e7f\u0e80-\u0eff\u1000-\u109f\u1780-\u17ff"
+_TOKEN_RE = re.compile(f"[{_CJK}{_SEA}]|[^\\s{_CJK}{_SEA}]+")
+_NO_SPACE_RE = re.compile(f"[{_CJK}{_SEA}]")
+_SEA_RE = re.compile(f"[{_SEA}]")
+# A Thai/Lao/Khmer/Myanmar character is a letter, not a syllable or word like a Han character: runs twice as long
+# (~3-4 words). Not measured (no labelled text in these scripts); Han/kana runs were (tests/test_dedup.py).
+_SEA_SIZE_FACTOR = 2
+
+
+def tokens(normalized: str) -> list[str]:
+    """Tokens of a normalised text: its words, except that each character of a script without spaces is a token."""
+    return _TOKEN_RE.findall(normalized)
+
+
+def shingle_size_for(toks: list[str], settings: DedupSettings) -> int:
+    """Tokens per shingle: shingle_size words, or char_shingle_size characters for a text mostly in such scripts."""
+    chars = sum(1 for t in toks if len(t) == 1 and _NO_SPACE_RE.match(t))
+    if not toks or chars * 2 < len(toks):
+        return settings.shingle_size
+    sea = sum(1 for t in toks if len(t) == 1 and _SEA_RE.match(t))
+    return settings.char_shingle_size * (_SEA_SIZE_FACTOR if sea * 2 > chars else 1)
+
+
 def _shingle_set(words: list[str], size: int) -> set[str]:
     if len(words) <= size:
         return {" ".join(words)} if words else set()
@@ -64,16 +100,56 @@ def _shingle_set(words: list[str], size: int) -> set[str]:
     return set(map(" ".join, zip(*(words[i:] for i in range(size)))))
 
 
-def shingles(text: str, size: int) -> set[str]:
-    """Set of `size`-word shingles of the normalised text (the whole text if it is shorter)."""
-    return _shingle_set(normalize_text(text).split(), size)
+def _text_shingles(normalized: str, settings: DedupSettings) -> set[str]:
+    toks = tokens(normalized)
+    return _shingle_set(toks, shingle_size_for(toks, settings))
+
+
+def shingles(text: str, settings: DedupSettings | int) -> set[str]:
+    """Shingle set of the normalised text (the whole text if it is shorter than one shingle).
+
+    Given settings, the size follows the text's script (see shingle_size_for); given an int, that many tokens.
+    """
+    if isinstance(settings, int):
+        return _shingle_set(tokens(normalize_text(text)), settings)
+    return _text_shingles(normalize_text(text), settings)
+
+
+def _prose_lines(text: str, settings: DedupSettings) -> list[list[str]]:
+    """Token lists of the lines that read like prose (>= lead_min_tokens tokens), in order."""
+    lines = (tokens(normalize_text(line)) for line in text.splitlines())
+    return [toks for toks in lines if len(toks) >= settings.lead_min_tokens]
+
+
+def prose_shingles(text: str, settings: DedupSettings) -> set[str]:
+    """Shingles inside the text's prose lines (none across lines): the story without its template lines."""
+    lines = _prose_lines(text, settings)
+    if not lines:
+        return set()
+    size = shingle_size_for([t for toks in lines for t in toks], settings)
+    return set().union(*(_shingle_set(toks, size) for toks in lines))
+
+
+def lead_shingles(text: str, settings: DedupSettings) -> set[str]:
+    """The first `lead_shingles` shingles of the text's prose paragraphs (lines of >= lead_min_tokens tokens).
+
+    Short lines (headlines, bylines, "originally published by ...", photo credits) differ between two copies of one
+    story and come first, so they are skipped; what is left starts where the story starts on every site.
+    """
+    prose = [t for toks in _prose_lines(text, settings) for t in toks]
+    if not prose:
+        return set()
+    size = shingle_size_for(prose, settings)
+    window = prose[: settings.lead_shingles + size - 1]
+    return _shingle_set(window, size)
 
 
 def model_id(settings: DedupSettings) -> str:
     """Identifier of the fingerprint parameters, stored with each fingerprint so a settings change is detectable."""
     return (
-        f"minhash-{settings.shingle_size}w-{settings.num_perm}p-{settings.bands}b-s{settings.seed}"
-        f"-n{NORMALIZATION_VERSION}-r{RMinHash.ALGORITHM_VERSION}"
+        f"minhash-{settings.shingle_size}w-{settings.num_perm}p-{settings.bands}b-{settings.char_shingle_size}c"
+        f"-lead{settings.lead_bands}x{settings.lead_rows}of{settings.lead_shingles}m{settings.lead_min_tokens}"
+        f"-s{settings.seed}-n{NORMALIZATION_VERSION}-r{RMinHash.ALGORITHM_VERSION}"
     )
 
 
@@ -83,18 +159,42 @@ def _rows_per_band(settings: DedupSettings) -> int:
     return settings.num_perm // settings.bands
 
 
-def band_keys(signature: list[int], settings: DedupSettings) -> list[int]:
-    """One signed 64-bit key per LSH band (blake2b of the band's slice), so it fits a DuckDB BIGINT."""
-    rows = _rows_per_band(settings)
-    if len(signature) != settings.num_perm:
-        return []
+def _keys(signature: list[int], rows: int, bands: int, salt: bytes = b"") -> list[int]:
     buf = struct.pack(f"<{len(signature)}I", *signature)
     width = 4 * rows
     # blake2b, not hash(): Python's str/tuple hashing is randomised per process and keys must persist.
     return [
-        int.from_bytes(hashlib.blake2b(buf[b * width : (b + 1) * width], digest_size=8).digest(), "little", signed=True)
-        for b in range(settings.bands)
+        int.from_bytes(hashlib.blake2b(salt + buf[b * width : (b + 1) * width], digest_size=8).digest(), "little", signed=True)
+        for b in range(bands)
     ]
+
+
+def band_keys(signature: list[int], settings: DedupSettings) -> list[int]:
+    """One signed 64-bit key per whole-text LSH band (blake2b of the band's slice), so it fits a DuckDB BIGINT."""
+    rows = _rows_per_band(settings)
+    if len(signature) != settings.num_perm:
+        return []
+    return _keys(signature, rows, settings.bands)
+
+
+def _lead_keys(lead: set[str], settings: DedupSettings) -> list[int]:
+    """Keys of the lead bands (numbered after the whole-text bands); [] when the text has no prose lead."""
+    if not lead or settings.lead_bands <= 0:
+        return []
+    # Another seed than the whole-text signature, and a salt: a lead key never equals a whole-text key by construction.
+    mh = RMinHash(num_perm=settings.lead_bands * settings.lead_rows, seed=settings.seed + 1)
+    mh.update(list(lead))
+    return _keys([int(v) for v in mh.digest()], settings.lead_rows, settings.lead_bands, salt=b"lead")
+
+
+def all_band_keys(signature: list[int], lead: set[str], settings: DedupSettings) -> list[int]:
+    """Whole-text band keys, then lead band keys: position = band number (bands .. bands + lead_bands - 1)."""
+    keys = band_keys(signature, settings)
+    if not keys:
+        return []
+    lead_keys = _lead_keys(lead, settings)
+    # An article without a prose lead gets no lead bands; its list is then shorter, which keeps band numbers right.
+    return keys + lead_keys
 
 
 def _signature(shingle_set: set[str], settings: DedupSettings) -> list[int]:
@@ -106,16 +206,17 @@ def _signature(shingle_set: set[str], settings: DedupSettings) -> list[int]:
 
 
 def fingerprint(article_id: str, text: str, settings: DedupSettings) -> Fingerprint:
-    """Content hash, MinHash signature (uint32 values) and LSH band keys of one article's text."""
+    """Content hash, MinHash signature (uint32 values) and LSH band keys (whole text, then lead) of one article's text."""
     _rows_per_band(settings)
     norm = normalize_text(text)
-    sh = _shingle_set(norm.split(), settings.shingle_size)
+    sh = _text_shingles(norm, settings)
     if not sh:
         # Empty text has no meaningful signature; no band keys means it is never a near-duplicate candidate.
         return Fingerprint(article_id=article_id, content_hash=_sha256(norm), signature=[], band_keys=[], shingle_count=0)
     sig = _signature(sh, settings)
     return Fingerprint(
-        article_id=article_id, content_hash=_sha256(norm), signature=sig, band_keys=band_keys(sig, settings), shingle_count=len(sh)
+        article_id=article_id, content_hash=_sha256(norm), signature=sig,
+        band_keys=all_band_keys(sig, lead_shingles(text, settings), settings), shingle_count=len(sh),
     )
 
 
@@ -128,7 +229,7 @@ def fingerprint_many(items: Iterable[tuple[str, str]], settings: DedupSettings, 
     for start in range(0, len(items), chunk):
         part = items[start : start + chunk]
         norms = [normalize_text(text) for _, text in part]
-        sets = [_shingle_set(n.split(), settings.shingle_size) for n in norms]
+        sets = [_text_shingles(n, settings) for n in norms]
         nonempty = [i for i, s in enumerate(sets) if s]
         digests = RMinHash.digests_from_token_sets([list(sets[i]) for i in nonempty], settings.num_perm, settings.seed)
         sigs: dict[int, list[int]] = {i: [int(v) for v in d] for i, d in zip(nonempty, digests)}
@@ -137,7 +238,8 @@ def fingerprint_many(items: Iterable[tuple[str, str]], settings: DedupSettings, 
             out.append(
                 Fingerprint(
                     article_id=aid, content_hash=_sha256(norms[i]), signature=sig,
-                    band_keys=band_keys(sig, settings) if sig else [], shingle_count=len(sets[i]),
+                    band_keys=all_band_keys(sig, lead_shingles(part[i][1], settings), settings) if sig else [],
+                    shingle_count=len(sets[i]),
                 )
             )
     return out
@@ -158,37 +260,109 @@ def similarity(a: set[str], b: set[str]) -> tuple[float, float]:
     return inter / (len(a) + len(b) - inter), inter / min(len(a), len(b))
 
 
-def is_near(jaccard: float, containment: float, settings: DedupSettings) -> bool:
+def is_near(jaccard: float, containment: float, settings: DedupSettings, lead_overlap: float = 1.0) -> bool:
     """The near-duplicate rule applied to exact shingle similarities."""
     if jaccard >= settings.jaccard_threshold:
         return True
     # Containment alone would flag a short brief quoted inside a long round-up; the Jaccard floor keeps the
-    # rule to copies that differ by about a paragraph.
-    return containment >= settings.containment_threshold and jaccard >= settings.containment_min_jaccard
+    # rule to copies that differ by about a paragraph, and the lead check to copies that open the same way.
+    return (
+        containment >= settings.containment_threshold
+        and jaccard >= settings.containment_min_jaccard
+        and lead_overlap >= settings.contained_min_lead_overlap
+    )
 
 
-def _judge(
-    hash_a: str, sig_a: list[int], sh_a: set[str], hash_b: str, sig_b: list[int], sh_b: set[str], settings: DedupSettings
+def is_contained(containment: float, smaller: int, lead_overlap: float, settings: DedupSettings) -> bool:
+    """The containment rule: the smaller text is long enough to be a story of its own, almost all of it is in the
+    larger one, and the two open with the same story (a brief quoted further down a round-up is not a copy)."""
+    return (
+        smaller >= settings.contained_min_shingles
+        and containment >= settings.contained_threshold
+        and lead_overlap >= settings.contained_min_lead_overlap
+    )
+
+
+def judge_pair(
+    jaccard: float, containment: float, smaller: int, lead_overlap: float, settings: DedupSettings
 ) -> tuple[str, float] | None:
-    # Symmetric in a and b, which is what makes decide() independent of batch order.
-    if hash_a == hash_b and sh_a:
+    """(method, similarity) of a pair that is not an exact copy, or None: near first, then contained."""
+    if is_near(jaccard, containment, settings, lead_overlap):
+        return "near", max(jaccard, containment)
+    if is_contained(containment, smaller, lead_overlap, settings):
+        return "contained", containment
+    return None
+
+
+class Side:
+    """One text of a pair under comparison, its shingle and lead sets computed on first use."""
+
+    def __init__(self, content_hash: str, signature: list[int], text: str) -> None:
+        self.content_hash = content_hash
+        self.signature = signature
+        self.text = text
+        self._shingles: set[str] | None = None
+        self._lead: set[str] | None = None
+        self._prose: set[str] | None = None
+
+    def shingle_set(self, settings: DedupSettings) -> set[str]:
+        if self._shingles is None:
+            self._shingles = shingles(self.text, settings)
+        return self._shingles
+
+    def lead_set(self, settings: DedupSettings) -> set[str]:
+        if self._lead is None:
+            self._lead = lead_shingles(self.text, settings)
+        return self._lead
+
+    def prose_set(self, settings: DedupSettings) -> set[str]:
+        if self._prose is None:
+            self._prose = prose_shingles(self.text, settings)
+        return self._prose
+
+
+def prose_containment(short: set[str], short_prose: set[str], long: set[str], settings: DedupSettings) -> tuple[float, int]:
+    """(containment, shingle count) of the shorter text in the longer, over its prose lines when it has enough of them:
+    a partner's headline, byline and "originally published" lines would otherwise dilute a short copy's containment."""
+    if len(short_prose) >= settings.contained_min_shingles:
+        return len(short_prose & long) / len(short_prose), len(short_prose)
+    return (len(short & long) / len(short) if short else 0.0), len(short)
+
+
+def compare(a: Side, b: Side, settings: DedupSettings) -> tuple[str, float] | None:
+    """(method, similarity) when the two texts are duplicates under the decision rule, else None. Symmetric in a, b."""
+    # Symmetry is what makes decide() independent of batch order.
+    sh_a, sh_b = a.shingle_set(settings), b.shingle_set(settings)
+    if a.content_hash == b.content_hash and sh_a:
         return "exact", 1.0
-    est = estimated_jaccard(sig_a, sig_b)
-    if est is not None and est < settings.min_estimated_jaccard:
+    est = estimated_jaccard(a.signature, b.signature)
+    smaller = min(len(sh_a), len(sh_b))
+    if est is not None and est < settings.min_estimated_jaccard and smaller < settings.contained_min_shingles:
         # Cheap signature reject before the exact set comparison; the floor sits far below containment_min_jaccard
-        # so that estimator noise (sd ~0.04 at 128 permutations) does not lose true pairs.
+        # so that estimator noise (sd ~0.04 at 128 permutations) does not lose true pairs. A pair the containment rule
+        # may still take (its Jaccard can be ~0.1: a fifth of the story) is always compared exactly.
         return None
     j, c = similarity(sh_a, sh_b)
-    if is_near(j, c, settings):
+    if j >= settings.jaccard_threshold:
         return "near", max(j, c)
+    short, long = (a, b) if (len(sh_a), a.content_hash) <= (len(sh_b), b.content_hash) else (b, a)
+    pc, p_count = prose_containment(short.shingle_set(settings), short.prose_set(settings), long.shingle_set(settings), settings)
+    if not is_near(j, c, settings) and not is_contained(pc, p_count, 1.0, settings):
+        return None
+    # Only now the leads: a containment rule holds numerically and needs the opening check.
+    lead = similarity(a.lead_set(settings), b.lead_set(settings))[1]
+    if is_near(j, c, settings, lead):
+        return "near", max(j, c)
+    if is_contained(pc, p_count, lead, settings):
+        return "contained", round(pc, 6)
     return None
 
 
 def verify(new_text: str, new_fp: Fingerprint, candidate: DedupCandidate, settings: DedupSettings) -> DuplicateMatch | None:
     """Check one candidate pair; a match says new_fp's article duplicates `candidate` (ordering is decide's job)."""
-    res = _judge(
-        new_fp.content_hash, new_fp.signature, shingles(new_text, settings.shingle_size),
-        candidate.content_hash, candidate.signature, shingles(candidate.text, settings.shingle_size), settings,
+    res = compare(
+        Side(new_fp.content_hash, new_fp.signature, new_text), Side(candidate.content_hash, candidate.signature, candidate.text),
+        settings,
     )
     if res is None:
         return None
@@ -209,22 +383,19 @@ def canonical_order(first_seen: datetime, published_at: datetime | None, article
     return (first_seen, _published_key(published_at), article_id)
 
 
-@dataclass
-class _Node:
-    id: str
-    first_seen: datetime
-    content_hash: str
-    signature: list[int]
-    text: str
-    in_batch: bool
-    band_keys: list[int] = field(default_factory=list)
-    published_at: datetime | None = None
-    _shingles: set[str] | None = None
+class _Node(Side):
+    """An article in decide(): its side of comparisons, when it was seen, and whether it belongs to the batch."""
 
-    def shingle_set(self, size: int) -> set[str]:
-        if self._shingles is None:
-            self._shingles = shingles(self.text, size)
-        return self._shingles
+    def __init__(
+        self, id: str, first_seen: datetime, content_hash: str, signature: list[int], text: str, in_batch: bool,
+        band_keys: list[int], published_at: datetime | None,
+    ) -> None:
+        super().__init__(content_hash, signature, text)
+        self.id = id
+        self.first_seen = first_seen
+        self.in_batch = in_batch
+        self.band_keys = band_keys
+        self.published_at = published_at
 
 
 class _UnionFind:
@@ -270,7 +441,7 @@ def decide(
             if node is None:
                 nodes[c.article_id] = _Node(
                     c.article_id, c.first_seen_at, c.content_hash, c.signature, c.text, False,
-                    band_keys(c.signature, settings), c.published_at,
+                    all_band_keys(c.signature, lead_shingles(c.text, settings), settings), c.published_at,
                 )
             elif c.first_seen_at < node.first_seen:
                 # The batch holds the newest text, the warehouse the earliest sighting.
@@ -297,11 +468,10 @@ def decide(
             for b in group[i + 1 :]:
                 add_pair(a, b)
 
-    size = settings.shingle_size
     uf = _UnionFind()
     for a, b in sorted(pairs):
         na, nb = nodes[a], nodes[b]
-        if _judge(na.content_hash, na.signature, na.shingle_set(size), nb.content_hash, nb.signature, nb.shingle_set(size), settings):
+        if compare(na, nb, settings):
             uf.union(a, b)
 
     clusters: dict[str, list[_Node]] = defaultdict(list)
@@ -320,8 +490,9 @@ def decide(
             if m.content_hash == canonical.content_hash:
                 method, sim = "exact", 1.0
             else:
-                # Reported against the canonical itself; a member joined through another member may score lower.
-                j, c = similarity(m.shingle_set(size), canonical.shingle_set(size))
-                method, sim = "near", max(j, c)
+                # Reported against the canonical itself; a member joined through another member may score lower
+                # (and match no rule directly: then it is reported as near, with its similarity to the canonical).
+                j, c = similarity(m.shingle_set(settings), canonical.shingle_set(settings))
+                method, sim = compare(m, canonical, settings) or ("near", max(j, c))
             matches.append(DuplicateMatch(article_id=m.id, duplicate_of=canonical.id, method=method, similarity=round(sim, 6)))
     return sorted(matches, key=lambda x: x.article_id)

@@ -133,7 +133,8 @@ class DuplicateMatch(BaseModel):
 
     article_id: str
     duplicate_of: str
-    method: Literal["url", "exact", "near"]
+    # contained: the shorter text is (almost) all inside the longer one; similarity is then the containment.
+    method: Literal["url", "exact", "near", "contained"]
     similarity: float
 
 

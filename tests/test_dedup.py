@@ -87,7 +87,7 @@ def test_fingerprint_shape_and_bigint_band_keys() -> None:
     fp = fingerprint("a", SEED_A, SETTINGS)
     assert len(fp.signature) == SETTINGS.num_perm
     assert all(0 <= v < 2**32 for v in fp.signature)
-    assert len(fp.band_keys) == SETTINGS.bands
+    assert len(fp.band_keys) == SETTINGS.bands + SETTINGS.lead_bands  # whole-text bands, then lead bands
     assert all(-(2**63) <= k < 2**63 for k in fp.band_keys)
     assert fp.shingle_count == len(shingles(SEED_A, SETTINGS.shingle_size))
     assert model_id(SETTINGS).startswith(f"minhash-{SETTINGS.shingle_size}w-{SETTINGS.num_perm}p-{SETTINGS.bands}b")
@@ -157,12 +157,106 @@ def test_exact_duplicate_after_typography_changes() -> None:
     assert m is not None and m.method == "exact" and m.similarity == 1.0
 
 
+# ---------------------------------------------------------------- copies of very different lengths
+
+
+def _first_share(text: str, share: float) -> str:
+    """Leading paragraphs up to `share` of the words: a copy whose extraction stopped early."""
+    paras, out, n = paragraphs(text), [], 0
+    total = sum(len(p.split()) for p in paras)
+    for p in paras:
+        if out and n + len(p.split()) > share * total:
+            break
+        out.append(p)
+        n += len(p.split())
+    return "\n\n".join(out)
+
+
+def test_copy_extracted_to_its_first_fifth_is_contained() -> None:
+    short = "\n\n".join(["By Maria Jensen, World Desk", _first_share(SEED_A, 0.25)])
+    j, c = similarity(shingles(short, SETTINGS), shingles(SEED_A, SETTINGS))
+    assert j < SETTINGS.containment_min_jaccard  # neither earlier rule can fire: this is what the issue found
+    fs, fa = fingerprint("short", short, SETTINGS), fingerprint("a", SEED_A, SETTINGS)
+    # Whole-text bands rarely meet at this Jaccard; the lead bands (numbered after them) do.
+    lead = range(SETTINGS.bands, SETTINGS.bands + SETTINGS.lead_bands)
+    assert any(fs.band_keys[b] == fa.band_keys[b] for b in lead)
+    m = verify(short, fs, candidate("a", SEED_A, 0), SETTINGS)
+    assert m is not None and m.method == "contained" and m.duplicate_of == "a"
+    assert m.similarity >= SETTINGS.contained_threshold
+
+
+def test_copy_grown_by_live_updates_is_contained() -> None:
+    updates = [f"Update {10 + i}:05 GMT: {p}" for i, p in enumerate(paragraphs(SEED_B)[1:9])]
+    live = "\n\n".join([SEED_A, *updates])
+    m = verify(SEED_A, fingerprint("a", SEED_A, SETTINGS), candidate("live", live, 0), SETTINGS)
+    assert m is not None and m.method in ("near", "contained")
+    # ... and the seed whose paragraphs were the updates is not a copy of the live page.
+    assert verify(SEED_B, fingerprint("b", SEED_B, SETTINGS), candidate("live", live, 0), SETTINGS) is None
+
+
+def test_contained_needs_a_minimum_length() -> None:
+    tiny = " ".join(SEED_A.split()[20:38])  # one sentence: too short to be a story of its own
+    assert len(shingles(tiny, SETTINGS)) < SETTINGS.contained_min_shingles
+    assert verify(tiny, fingerprint("t", tiny, SETTINGS), candidate("a", SEED_A, 0), SETTINGS) is None
+
+
+def test_decide_reports_contained_method() -> None:
+    short = _first_share(SEED_A, 0.25)
+    (m,) = decide([entry("a", SEED_A, 0), entry("s", short, 5)], {}, SETTINGS)
+    assert (m.article_id, m.duplicate_of, m.method) == ("s", "a", "contained")
+
+
 def test_short_brief_inside_roundup_is_not_a_copy() -> None:
     """Full containment alone is not enough: the Jaccard floor rejects a brief quoted inside a much longer piece."""
     brief = paragraphs(SEED_A)[1]
     roundup = "\n\n".join(paragraphs(SEED_B) + [brief])
     m = verify(brief, fingerprint("brief", brief, SETTINGS), candidate("r", roundup, 0), SETTINGS)
     assert m is None
+    # Also when the round-up is short, so that the brief is a third of it: the two do not open the same way.
+    short_roundup = "\n\n".join(paragraphs(SEED_B)[1:3] + [brief])
+    assert similarity(shingles(brief, SETTINGS), shingles(short_roundup, SETTINGS))[1] == 1.0
+    assert verify(brief, fingerprint("brief", brief, SETTINGS), candidate("r", short_roundup, 0), SETTINGS) is None
+
+
+# ---------------------------------------------------------------- scripts without spaces
+
+JA = Path(__file__).parent / "data" / "dedup"
+
+
+def test_japanese_is_shingled_by_characters() -> None:
+    text = (JA / "ja_original.txt").read_text(encoding="utf-8")
+    sh = shingles(text, SETTINGS)
+    # Whitespace-split "words" would be whole clauses (a few dozen per article); characters give hundreds of shingles.
+    assert len(normalize_text(text).split()) < 60 < 400 < len(sh)
+    assert all(len(s.replace(" ", "")) == SETTINGS.char_shingle_size for s in sh if not any(c.isascii() for c in s))
+
+
+def test_japanese_syndicated_pair_is_near_duplicate() -> None:
+    original = (JA / "ja_original.txt").read_text(encoding="utf-8")
+    # Another outlet's copy: own headline and credit line, full-width digits, one verb changed, last paragraph cut.
+    copy = (JA / "ja_syndicated.txt").read_text(encoding="utf-8")
+    fo, fc = fingerprint("o", original, SETTINGS), fingerprint("c", copy, SETTINGS)
+    assert fo.content_hash != fc.content_hash
+    assert any(x == y for x, y in zip(fo.band_keys[: SETTINGS.bands], fc.band_keys[: SETTINGS.bands]))
+    m = verify(copy, fc, candidate("o", original, 0), SETTINGS)
+    assert m is not None and m.method == "near" and m.similarity >= 0.9
+
+
+def test_two_japanese_stories_on_one_event_are_not_duplicates() -> None:
+    original = (JA / "ja_original.txt").read_text(encoding="utf-8")
+    other = (JA / "ja_other_story.txt").read_text(encoding="utf-8")  # the same BOJ decision, seen from the markets
+    fo, fx = fingerprint("o", original, SETTINGS), fingerprint("x", other, SETTINGS)
+    j, c = similarity(shingles(original, SETTINGS), shingles(other, SETTINGS))
+    assert j < 0.05 and c < 0.1
+    assert not any(x == y for x, y in zip(fo.band_keys, fx.band_keys))
+    assert verify(other, fx, candidate("o", original, 0), SETTINGS) is None
+    assert decide([entry("o", original, 0), entry("x", other, 1)], {}, SETTINGS) == []
+
+
+def test_space_separated_text_shingles_as_before() -> None:
+    """Texts in space-separated scripts keep their words as tokens: their signatures did not change."""
+    words = normalize_text(SEED_A).split()
+    assert shingles(SEED_A, SETTINGS) == {" ".join(words[i : i + 5]) for i in range(len(words) - 4)}
 
 
 # ---------------------------------------------------------------- decide
