@@ -42,7 +42,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from ingest.dedup import (  # noqa: E402
-    decide, estimated_jaccard, fingerprint, fingerprint_many, judge_pair, lead_shingles, model_id, shingles, similarity, verify,
+    Side, compare, decide, estimated_jaccard, fingerprint, fingerprint_many, judge_scores, model_id, pair_scores, shingles,
+    similarity, verify,
 )
 from ingest.models import Article, DedupCandidate, Fingerprint  # noqa: E402
 from ingest.settings import DedupSettings  # noqa: E402
@@ -245,17 +246,12 @@ class Doc:
     text: str
     fp: Fingerprint
     sh: set[str]
-    lead: set[str]
+    side: Side
 
 
 def make_doc(doc_id: str, text: str, settings: DedupSettings) -> Doc:
-    return Doc(doc_id, text, fingerprint(doc_id, text, settings), shingles(text, settings), lead_shingles(text, settings))
-
-
-def pair_scores(a: Doc, b: Doc) -> tuple[float, float, int, float]:
-    """Exact jaccard, containment, smaller shingle count and lead overlap of a pair (judge_pair's inputs)."""
-    j, c = similarity(a.sh, b.sh)
-    return j, c, min(len(a.sh), len(b.sh)), similarity(a.lead, b.lead)[1]
+    fp = fingerprint(doc_id, text, settings)
+    return Doc(doc_id, text, fp, shingles(text, settings), Side(fp.content_hash, fp.signature, text))
 
 
 def lsh_candidate(a: Doc, b: Doc) -> bool:
@@ -356,7 +352,7 @@ def quality(originals: dict[str, str], seed: int, settings: DedupSettings) -> No
         by_kind_cand[kind] += is_cand
         if is_cand:
             cand_pairs.append((label, da.fp.content_hash == db.fp.content_hash, estimated_jaccard(da.fp.signature, db.fp.signature),
-                               *pair_scores(da, db)))
+                               min(len(da.sh), len(db.sh)), pair_scores(da.side, db.side, settings)))
         by_kind[kind][0] += pred == label
         by_kind[kind][1] += 1
         tp += pred and label
@@ -389,16 +385,16 @@ def quality(originals: dict[str, str], seed: int, settings: DedupSettings) -> No
     methods: dict[str, int] = defaultdict(int)
     for a, b, label, kind in pairs:
         if label and pipeline_match(docs[a], docs[b], settings):
-            exact = docs[a].fp.content_hash == docs[b].fp.content_hash
-            methods["exact" if exact else (judge_pair(*pair_scores(docs[a], docs[b]), settings) or ("?",))[0]] += 1
+            methods[(compare(docs[a].side, docs[b].side, settings) or ("?",))[0]] += 1
     print("true positives by method: " + ", ".join(f"{k} {v}" for k, v in sorted(methods.items())))
     for label, rows in (("missed positives", misses), ("false positives", false_pos)):
         if rows:
             print(f"\n{label} ({len(rows)}), first 8:")
             for kind, a, b in rows[:8]:
-                j, c, smaller, lo = pair_scores(docs[a], docs[b])
-                print(f"  {kind:22s} {a} vs {b}: words {len(docs[a].text.split())}/{len(docs[b].text.split())} jaccard={j:.3f} "
-                      f"containment={c:.3f} smaller={smaller} lead_overlap={lo:.2f} candidate={lsh_candidate(docs[a], docs[b])}")
+                sc = pair_scores(docs[a].side, docs[b].side, settings)
+                print(f"  {kind:22s} {a} vs {b}: words {len(docs[a].text.split())}/{len(docs[b].text.split())} jaccard={sc.jaccard:.3f} "
+                      f"containment={sc.containment:.3f} prose containment={sc.prose_containment:.3f} of {sc.prose_count} "
+                      f"lead_overlap={sc.lead_overlap:.2f} candidate={lsh_candidate(docs[a], docs[b])}")
 
     print("\nThreshold sweep (same LSH candidates; containment rule keeps jaccard >= containment_min_jaccard):")
     cts = [0.6, 0.7, 0.8, 0.9, 1.01]
@@ -406,9 +402,9 @@ def quality(originals: dict[str, str], seed: int, settings: DedupSettings) -> No
     print("|---|" + "---|" * len(cts))
     def sweep(s: DedupSettings) -> tuple[float, float, float]:
         stp = sfp = 0
-        for label, exact, est, j, c, smaller, lead in cand_pairs:
+        for label, exact, est, smaller, sc in cand_pairs:
             prefilter = est is None or est >= s.min_estimated_jaccard or smaller >= s.contained_min_shingles
-            pred = exact or (prefilter and judge_pair(j, c, smaller, lead, s) is not None)
+            pred = exact or (prefilter and judge_scores(sc, s) is not None)
             stp += pred and label
             sfp += pred and not label
         return prf(stp, sfp, n_pos - stp)

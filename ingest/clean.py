@@ -8,10 +8,15 @@ The concerns it calls live in their own modules: `ingest.decode` (bytes -> text,
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 import trafilatura
 from trafilatura.utils import load_html
 
+from ingest.boilerplate import remove_site_boilerplate
 from ingest.canonical import canonical_url_of, html_canonical
 from ingest.dates import declared_published, parse_datetime, precise_date
 from ingest.decode import decode_body, is_html_type, media_type, strip_xml_declaration
@@ -43,8 +48,28 @@ def _split_authors(author: str | None) -> list[str]:
     return names
 
 
-def clean(page: FetchResult, settings: CleanSettings) -> Article:
-    """Turn a fetched HTML page into an Article, or raise TerminalError (not_html, no_text, unsupported_language)."""
+@dataclass
+class Extraction:
+    """trafilatura's document for a page, with what the page declares that extraction would prune."""
+
+    page_url: str
+    doc: Any  # trafilatura.settings.Document
+    declared_canonical: str | None
+    declared_language: str | None
+    declared_dates: list[datetime]
+
+    @property
+    def title(self) -> str | None:
+        return (self.doc.title or "").strip() or None
+
+    @property
+    def raw_text(self) -> str:
+        """The extracted text before residue rules (benchmarks/extraction_eval.py scores the rules on it)."""
+        return self.doc.text or ""
+
+
+def extract(page: FetchResult, settings: CleanSettings) -> Extraction:
+    """Decode and parse a page and run trafilatura on it; TerminalError (not_html, no_text) when that fails."""
     page_url = page.final_url or page.url
     if not page.body:
         raise TerminalError(f"empty body: {page_url}", reason="no_text")
@@ -80,13 +105,23 @@ def clean(page: FetchResult, settings: CleanSettings) -> Article:
     )
     if doc is None:
         raise TerminalError(f"trafilatura found no article: {page_url}", reason="no_text")
-    title = (doc.title or "").strip() or None
-    text = clean_text(doc.text or "", title)
+    return Extraction(page_url, doc, declared_canonical, declared_lang, declared_dates)
+
+
+def clean(page: FetchResult, settings: CleanSettings, site_boilerplate: Collection[str] = ()) -> Article:
+    """Turn a fetched HTML page into an Article, or raise TerminalError (not_html, no_text, unsupported_language).
+
+    `site_boilerplate`: the known template lines of the page's site (warehouse.boilerplate.recurring_lines); those
+    found in the text are removed and listed in Article.boilerplate_removed.
+    """
+    ex = extract(page, settings)
+    page_url, doc, title = ex.page_url, ex.doc, ex.title
+    text, removed = remove_site_boilerplate(clean_text(ex.raw_text, title), site_boilerplate)
     if not text or len(text) < settings.min_text_chars:
         raise TerminalError(
             f"article text too short ({len(text)} < {settings.min_text_chars} chars): {page_url}", reason="no_text"
         )
-    language = primary_subtag(getattr(doc, "language", None)) or detect_language(text, declared_lang)
+    language = primary_subtag(getattr(doc, "language", None)) or detect_language(text, ex.declared_language)
     if not language_allowed(language, settings.languages):
         raise TerminalError(f"language {language!r} not in {settings.languages}: {page_url}", reason="unsupported_language")
     for_source = settings.source_languages.get(page.source)
@@ -95,7 +130,7 @@ def clean(page: FetchResult, settings: CleanSettings) -> Article:
             f"language {language!r} not in source {page.source!r}'s languages {for_source}: {page_url}", reason="unsupported_language"
         )
 
-    url = canonical_url_of(page_url, declared_canonical)
+    url = canonical_url_of(page_url, ex.declared_canonical)
     return Article(
         id=article_id_for(url),
         url=url,
@@ -104,11 +139,12 @@ def clean(page: FetchResult, settings: CleanSettings) -> Article:
         title=title,
         text=text,
         authors=_split_authors(doc.author),
-        published_at=precise_date(parse_datetime(doc.date), declared_dates),
+        published_at=precise_date(parse_datetime(doc.date), ex.declared_dates),
         language=language,
         site_name=(doc.sitename or "").strip() or None,
         description=(doc.description or "").strip() or None,
         extractor=EXTRACTOR_NAME,
         extractor_version=EXTRACTOR_VERSION,
         fetched_at=page.fetched_at,
+        boilerplate_removed=removed,
     )

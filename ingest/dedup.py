@@ -29,6 +29,7 @@ import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
+from typing import NamedTuple
 
 from rensa import RMinHash
 
@@ -283,14 +284,22 @@ def is_contained(containment: float, smaller: int, lead_overlap: float, settings
     )
 
 
-def judge_pair(
-    jaccard: float, containment: float, smaller: int, lead_overlap: float, settings: DedupSettings
-) -> tuple[str, float] | None:
+class PairScores(NamedTuple):
+    """What the decision rule looks at for one pair of texts (exact duplicates aside)."""
+
+    jaccard: float
+    containment: float  # |A∩B| / min(|A|, |B|) over all shingles
+    prose_containment: float  # the shorter text's prose shingles found in the longer (see prose_containment)
+    prose_count: int  # how many shingles that share was taken over
+    lead_overlap: float  # containment of one lead in the other: do the two open with the same story?
+
+
+def judge_scores(sc: PairScores, settings: DedupSettings) -> tuple[str, float] | None:
     """(method, similarity) of a pair that is not an exact copy, or None: near first, then contained."""
-    if is_near(jaccard, containment, settings, lead_overlap):
-        return "near", max(jaccard, containment)
-    if is_contained(containment, smaller, lead_overlap, settings):
-        return "contained", containment
+    if is_near(sc.jaccard, sc.containment, settings, sc.lead_overlap):
+        return "near", max(sc.jaccard, sc.containment)
+    if is_contained(sc.prose_containment, sc.prose_count, sc.lead_overlap, settings):
+        return "contained", round(sc.prose_containment, 6)
     return None
 
 
@@ -329,6 +338,15 @@ def prose_containment(short: set[str], short_prose: set[str], long: set[str], se
     return (len(short & long) / len(short) if short else 0.0), len(short)
 
 
+def pair_scores(a: Side, b: Side, settings: DedupSettings) -> PairScores:
+    """Every score of a pair, computed eagerly (compare() computes the lead only when a rule needs it)."""
+    sh_a, sh_b = a.shingle_set(settings), b.shingle_set(settings)
+    j, c = similarity(sh_a, sh_b)
+    short, long = (a, b) if (len(sh_a), a.content_hash) <= (len(sh_b), b.content_hash) else (b, a)
+    pc, p_count = prose_containment(short.shingle_set(settings), short.prose_set(settings), long.shingle_set(settings), settings)
+    return PairScores(j, c, pc, p_count, similarity(a.lead_set(settings), b.lead_set(settings))[1])
+
+
 def compare(a: Side, b: Side, settings: DedupSettings) -> tuple[str, float] | None:
     """(method, similarity) when the two texts are duplicates under the decision rule, else None. Symmetric in a, b."""
     # Symmetry is what makes decide() independent of batch order.
@@ -347,15 +365,10 @@ def compare(a: Side, b: Side, settings: DedupSettings) -> tuple[str, float] | No
         return "near", max(j, c)
     short, long = (a, b) if (len(sh_a), a.content_hash) <= (len(sh_b), b.content_hash) else (b, a)
     pc, p_count = prose_containment(short.shingle_set(settings), short.prose_set(settings), long.shingle_set(settings), settings)
-    if not is_near(j, c, settings) and not is_contained(pc, p_count, 1.0, settings):
+    if judge_scores(PairScores(j, c, pc, p_count, 1.0), settings) is None:
         return None
     # Only now the leads: a containment rule holds numerically and needs the opening check.
-    lead = similarity(a.lead_set(settings), b.lead_set(settings))[1]
-    if is_near(j, c, settings, lead):
-        return "near", max(j, c)
-    if is_contained(pc, p_count, lead, settings):
-        return "contained", round(pc, 6)
-    return None
+    return judge_scores(PairScores(j, c, pc, p_count, similarity(a.lead_set(settings), b.lead_set(settings))[1]), settings)
 
 
 def verify(new_text: str, new_fp: Fingerprint, candidate: DedupCandidate, settings: DedupSettings) -> DuplicateMatch | None:

@@ -105,6 +105,9 @@ class Article(BaseModel):
     extractor_version: str = ""
     content_hash: str = ""  # hash of normalised text (exact-duplicate key)
     fetched_at: datetime = Field(default_factory=utcnow)
+    # Lines removed as the site's template (recurring on other articles of the same host), with the reason each
+    # went (ingest.boilerplate); stored in articles_boilerplate.
+    boilerplate_removed: list[tuple[str, str]] = Field(default_factory=list)
 
 
 class Fingerprint(BaseModel):

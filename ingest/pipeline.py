@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import TypeVar
 
@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 
 from ingest import clean as clean_stage
 from ingest import dedup
+from ingest.boilerplate import known_lines_for
 from ingest.errors import NewsflowError
 from ingest.models import Article, ArticleEntities, Failure, FetchResult, Fingerprint
 from ingest.settings import Settings
@@ -49,12 +50,19 @@ def prepare_article(article: Article, settings: Settings) -> Prepared:
     return Prepared(article=article, fingerprint=dedup.fingerprint(article.id, article.text, settings.dedup))
 
 
-def prepare_pages(pages: Sequence[FetchResult], settings: Settings) -> PrepareOutcome:
-    """Clean each page to an Article and fingerprint it; pages that fail become Failure rows."""
+def prepare_pages(
+    pages: Sequence[FetchResult], settings: Settings, site_boilerplate: Mapping[str, Collection[str]] | None = None
+) -> PrepareOutcome:
+    """Clean each page to an Article and fingerprint it; pages that fail become Failure rows.
+
+    `site_boilerplate`: site (ingest.boilerplate.site_of) -> its known template lines, as returned by
+    warehouse.boilerplate.recurring_lines for the batch's pages; bind it with functools.partial for StagePool.map.
+    """
     out = PrepareOutcome()
     for page in pages:
         try:
-            article = clean_stage.clean(page, settings.clean)
+            known = known_lines_for(page.final_url or page.url, site_boilerplate)
+            article = clean_stage.clean(page, settings.clean, known)
             out.prepared.append(prepare_article(article, settings))
         except NewsflowError as exc:
             out.failures.append(

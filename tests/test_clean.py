@@ -384,3 +384,37 @@ def test_published_at_keeps_the_declared_time_of_day() -> None:
     html = (Path(__file__).resolve().parent.parent / "seeds/demo_site/northwire/stories/2023-03-02/us-russia-diplomats-brief-talks-new-delhi.html").read_bytes()
     art = clean(fetch(html, url="https://northwire.example/stories/x.html"), CleanSettings())
     assert art.published_at == datetime(2023, 3, 2, 18, 20, tzinfo=timezone.utc)
+
+
+def test_marker_followed_by_long_paragraphs_cuts_nothing() -> None:
+    """A live blog: "Latest" above time stamps, update headlines and long paragraphs. No rule may eat the updates."""
+    story = [
+        f"Paragraph {i} of the story: councillors met on Tuesday to discuss the flood barrier, and residents described "
+        "how the water reached their doors during the storm while engineers explained the options." for i in range(6)
+    ]
+    updates = [
+        f"Update {i}: engineers confirmed later in the afternoon that the barrier would need a second set of gates, "
+        "adding months to the schedule and several million pounds to the cost, officials said." for i in range(12)
+    ]
+    blog = "".join(f"<p>{p}</p>" for p in story) + "<h2>Latest</h2>" + "".join(
+        f"<p>1{i % 10}:05 GMT</p><h3>Barrier update number {i}</h3><p>{u}</p>" for i, u in enumerate(updates)
+    )
+    html = f"<html lang='en'><head><title>Flood barrier live</title></head><body><article><h1>Flood barrier live</h1>{blog}</article></body></html>"
+    art = clean(fetch(html.encode()), CleanSettings())
+    assert all(p in art.text for p in story + updates)
+    assert all(f"Barrier update number {i}" in art.text for i in range(12))
+
+
+def test_related_box_is_cut_only_when_residue_follows() -> None:
+    from ingest.residue import clean_text_explained
+
+    links = ["Storm season starts early", "Insurers brace for claims", "Quay closed after record high tide"]
+    prose = "The council will publish the full engineering report next month, and a public consultation will follow in the spring."
+    at_end = clean_text_explained("\n".join(["Body text of the story, long enough to be prose here.", "Related articles", *links]))
+    assert at_end[0] == "Body text of the story, long enough to be prose here."
+    assert [rule for _, rule in at_end[1]] == ["related_box"] * 4
+    before_prose = clean_text("\n".join(["Related articles", *links[:1], prose]))
+    assert before_prose.split("\n\n") == [links[0], prose]  # only the heading line goes (promo_line)
+    assert clean_text("\n".join(["Related articles", *links]), skip=frozenset({"related_box", "promo_line"})).split("\n\n") == [
+        "Related articles", *links,
+    ]
