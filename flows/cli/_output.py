@@ -340,6 +340,7 @@ def flow_display(first_status: str) -> Iterator[ProgressDisplay]:
         progress.install(display.report)
         hide = _HideRunFailures()
         handlers: list[Any] = []
+        to_log: Any = None
         try:
             import prefect.main  # noqa: F401 - configures Prefect's logging (its console handler on the root logger)
 
@@ -347,10 +348,20 @@ def flow_display(first_status: str) -> Iterator[ProgressDisplay]:
             handlers = list(logging.getLogger().handlers)
             for h in handlers:
                 h.addFilter(hide)
+            # What the terminal does not show goes to the log file (created only if something is logged).
+            to_log = logging.FileHandler(log_dir() / LOG_NAME, delay=True, encoding="utf-8")
+            to_log.setLevel(logging.ERROR)
+            to_log.setFormatter(logging.Formatter("--- %(asctime)s %(name)s %(levelname)s\n%(message)s"))
+            for name in ("prefect.flow_runs", "prefect.task_runs"):
+                logging.getLogger(name).addHandler(to_log)
             yield display
         finally:
             for h in handlers:
                 h.removeFilter(hide)
+            if to_log is not None:
+                for name in ("prefect.flow_runs", "prefect.task_runs"):
+                    logging.getLogger(name).removeHandler(to_log)
+                to_log.close()
             progress.install(None)
 
 
