@@ -19,6 +19,7 @@ import pytest
 from flows.cli._output import EXIT_RUN_FAILED, EXIT_USAGE, describe_error, print_table
 from flows.inputs import parse_when
 from ingest.errors import ConfigError, NewsflowError, TerminalError, TransientError, UsageError, is_retryable
+from ingest.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -130,6 +131,20 @@ def test_good_cron_forms_load(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     assert [s.schedule.cron for s in load_sources(f).sources] == ["0 * * * *", "*/15 6-22 * * MON-FRI", "@daily"]
+
+
+def test_feed_locations_and_parser_choices(tmp_path: Path) -> None:
+    from flows import inputs
+    from flows.cli import _reingest_command
+
+    feed = tmp_path / "feed.xml"
+    feed.write_text("<rss/>", encoding="utf-8")
+    assert inputs.feed_location(str(feed)) == str(feed.resolve())
+    assert inputs.feed_location(feed.as_uri()) == str(feed.resolve())
+    assert inputs.feed_location("https://example.com/feed.xml") == "https://example.com/feed.xml"
+    sources, _ = inputs.select_sources(Settings(sources_file=tmp_path / "none.toml"), feeds=[str(feed)])
+    assert [(s.name, s.location) for s in sources] == [("adhoc-feed", str(feed.resolve()))]
+    assert (_reingest_command.MODES, _reingest_command.WINDOW_ON) == (inputs.MODES, inputs.WINDOW_ON)
 
 
 def test_parse_when_accepts_iso_and_relative_forms() -> None:

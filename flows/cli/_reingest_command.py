@@ -12,6 +12,8 @@ from typing import Any
 
 from flows.cli._output import EXIT_OK, flow_display, load_settings, print_failures, readonly_warehouse, summarise, usage_error
 
+# The choices of flows.inputs.MODES / WINDOW_ON, spelled out so that building the parser imports
+# nothing (tests/test_cli_validation.py checks they stay equal).
 MODES = ("refetch", "reprocess")
 WINDOW_ON = ("first_seen", "published")
 
