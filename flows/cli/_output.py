@@ -112,17 +112,33 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
             todo.extend(e.exceptions)
 
 
-def _is_instance_of(exc: BaseException, module: str, name: str) -> bool:
-    """isinstance against a class of a module that is already imported (never imports it for the check)."""
-    mod = sys.modules.get(module)
-    cls = getattr(mod, name, None) if mod is not None else None
-    return isinstance(cls, type) and isinstance(exc, cls)
+def _warehouse_errors() -> tuple[Any, Any]:
+    """(WarehouseBusy, CatalogUnreachable), or empty tuples (matching nothing) when warehouse.db was never imported.
+
+    When one of them was raised the module is loaded, so the import costs nothing; commands that never
+    touched the warehouse do not pay for DuckDB just to classify an error.
+    """
+    if "warehouse.db" not in sys.modules:
+        return (), ()
+    from warehouse.db import CatalogUnreachable, WarehouseBusy
+
+    return WarehouseBusy, CatalogUnreachable
+
+
+def _http_connect_errors() -> Any:
+    """httpx's connection errors, or () when httpx was never imported (nothing can have raised them)."""
+    if "httpx" not in sys.modules:
+        return ()
+    import httpx
+
+    return (httpx.ConnectError, httpx.ConnectTimeout)
 
 
 def _known_cause(exc: BaseException) -> tuple[str, int] | None:
     """A specific sentence ("what happened; what to do") for failures users meet, else None."""
     from ingest.errors import ConfigError, UsageError
 
+    warehouse_busy, catalog_unreachable = _warehouse_errors()
     for e in _chain(exc):
         msg = _one_line(str(e))
         low = msg.lower()
@@ -130,9 +146,9 @@ def _known_cause(exc: BaseException) -> tuple[str, int] | None:
             return msg, e.code
         if isinstance(e, (UsageError, ConfigError)):
             return msg, EXIT_USAGE
-        if _is_instance_of(e, "warehouse.db", "CatalogUnreachable"):
+        if isinstance(e, catalog_unreachable):
             return f"{msg}; check NEWSFLOW_CATALOG and that its server is up, then run again", EXIT_RUN_FAILED
-        if _is_instance_of(e, "warehouse.db", "WarehouseBusy"):
+        if isinstance(e, warehouse_busy):
             msg = msg.removesuffix("; retry later")
             return f"the warehouse is busy: {msg}; wait for the other process to finish (or raise NEWSFLOW_DB_LOCK_TIMEOUT_S) and run again", EXIT_RUN_FAILED
         if (isinstance(e, OSError) and e.errno == errno.ENOSPC) or "no space left on device" in low:
@@ -163,7 +179,7 @@ def _is_configured_model(name: str | None) -> bool:
 def _is_prefect_api_unreachable(e: BaseException, low: str) -> bool:
     if "failed to reach api" in low or "cannot connect to the prefect api" in low:
         return True
-    if _is_instance_of(e, "httpx", "ConnectError") or _is_instance_of(e, "httpx", "ConnectTimeout"):
+    if isinstance(e, _http_connect_errors()):
         return bool(os.environ.get("PREFECT_API_URL")) and "prefect" in sys.modules
     return False
 
