@@ -7,6 +7,7 @@ health is an HTTP GET.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -64,9 +65,26 @@ def stop_process(proc: subprocess.Popen, timeout_s: float = 15.0) -> None:
             continue
 
 
-def database_description() -> str:
-    """The Prefect server database in use (imports Prefect's settings)."""
-    from prefect.settings import get_current_settings
+def database_description(url: str | None = None) -> str:
+    """The Prefect server database in use, never with its password (imports Prefect's settings if not given)."""
+    if url is None:
+        from prefect.settings import get_current_settings
 
-    db_url = get_current_settings().server.database.connection_url
-    return db_url.get_secret_value() if db_url is not None else "sqlite under PREFECT_HOME"
+        secret = get_current_settings().server.database.connection_url
+        url = secret.get_secret_value() if secret is not None else None
+    if not url:
+        return "sqlite under PREFECT_HOME"
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+
+
+# The one-slot limit warehouse writers queue on (flows.run.WRITER_LIMIT; kept equal by a test).
+WRITER_LIMIT = "newsflow-warehouse-writer"
+
+
+def create_writer_limit(api_url: str) -> None:
+    """Create the one-slot global concurrency limit for warehouse writers (an existing one is kept)."""
+    import httpx
+
+    r = httpx.post(api_url.rstrip("/") + "/v2/concurrency_limits/", json={"name": WRITER_LIMIT, "limit": 1}, timeout=10)
+    if r.status_code not in (200, 201, 409):
+        r.raise_for_status()

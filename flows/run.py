@@ -13,6 +13,9 @@ from warehouse import db, loads, maintenance
 
 from flows.batch import RunContext
 from flows.compute import stage_pool
+# One slot: runs started on different hosts against one Prefect server queue on it (visible in the UI)
+# before they reach the warehouse's own lock. Created by `newsflow server` and `newsflow serve`.
+from flows.prefect_server import WRITER_LIMIT, create_writer_limit
 
 log = logging.getLogger("newsflow")
 
@@ -106,11 +109,6 @@ def warehouse_run(settings: Settings, *, flow: str, trigger: str, params: dict[s
             pool.close()
 
 
-# One slot: runs started on different hosts against one Prefect server queue here (visible in the UI),
-# before they reach the warehouse's own lock. Created by `newsflow serve` / `newsflow server`.
-WRITER_LIMIT = "newsflow-warehouse-writer"
-
-
 def _configured_api_url() -> str | None:
     try:
         from prefect.settings import get_current_settings
@@ -122,14 +120,9 @@ def _configured_api_url() -> str | None:
 
 def ensure_writer_limit() -> None:
     """Create the one-slot global concurrency limit for warehouse writers on the configured Prefect server."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-
-    with get_client(sync_client=True) as client:
-        try:
-            client.read_global_concurrency_limit_by_name(WRITER_LIMIT)
-        except Exception:  # noqa: BLE001 - not found: create it
-            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=WRITER_LIMIT, limit=1))
+    url = _configured_api_url()
+    if url:
+        create_writer_limit(url)
 
 
 @contextmanager
