@@ -29,7 +29,7 @@ from ingest.settings import CleanSettings
 EXTRACTOR_NAME = "trafilatura"
 # Bump the suffix whenever decoding, extraction options or clean_text rules change: re-processing
 # compares it to decide whether stored output may differ from what this code would produce now.
-EXTRACTOR_VERSION = f"{trafilatura.__version__}+newsflow.2"
+EXTRACTOR_VERSION = f"{trafilatura.__version__}+newsflow.3"
 
 # Only unambiguous separators: commas may sit inside one name ("Smith, John"), and other languages'
 # conjunctions ("y", "e") also occur inside names ("Ortega y Gasset").

@@ -24,12 +24,14 @@ _LINE_RULES: dict[str, list[str]] = {
         r"no comments( yet)?\.?",
         r"(view|show|load|read|see) (all |more )?(\d+ )?comments",
         r"(be the first to comment|join the (conversation|discussion))\.?",
+        r"(tell us|let us know) what you think[.!…]*",
     ],
     "share_bar": [
         r"share( this( article| story| post| page)?)?( on| via)?:?",
         r"(share|post) (on|to|via) (facebook|twitter|x|linkedin|whatsapp|reddit|email|telegram|pinterest)",
         r"(facebook|twitter|linkedin|whatsapp|reddit|telegram|pinterest|email|print|tweet|copy link|copy url)",
         r"(facebook|twitter|linkedin|whatsapp|email|print|share)([\s|/·•,]+(facebook|twitter|x|linkedin|whatsapp|email|print|share|reddit))+",
+        r"(like this (story|article|post)\?\s*)?share (it|this)( (story|article))? with (a|your) friends?[.!]?",
     ],
     "promo_line": [
         r"(related|recommended|more|popular|trending|latest)( articles| stories| posts| news| reading| content| for you)?:?",
@@ -37,12 +39,32 @@ _LINE_RULES: dict[str, list[str]] = {
         r"you (may|might) (also )?(like|be interested in|enjoy):?",
         r"most (read|popular|viewed|shared)",
         r"advertisement|sponsored( content)?|\[?ad\]?",
+        r"also on [\w-]+(\.[\w-]+)*\.[a-z]{2,}\b.*",  # "Also on rt.com: <headline>"
+        r".{0,150}\bclick here\b.{0,60}",  # "12 issues for £11.99. Click here for more information."
     ],
     "newsletter_box": [
         r"(sign up|subscribe)( now| today)?( (to|for) (our|the)( [\w'’-]+){0,4} newsletters?)?[.!]?",
         r"newsletter( sign[- ]?up)?",
         r"get the latest( news| headlines| stories)?( delivered)? (to|in) your inbox[.!]?",
         r"enter your email( address)?",
+        # a whole paragraph that asks for a newsletter sign-up ("... Sign up for The Water Coolest today to get the
+        # free daily newsletter delivered to your inbox daily.")
+        r".{0,150}\bsign up (for|to)\b.{0,100}\bnewsletter\b.{0,100}",
+    ],
+    # "Tags: a, b, c" / "Filed under: ..." lines (a sentence never starts like that and runs without a full stop).
+    "taxonomy": [
+        r"(tags|tagged( with)?|filed under|categories|topics)\s*:?(\s*[^.!?]{0,300})?",
+    ],
+    # A stand-alone time stamp: "Updated at 1:23 p.m.", "Published 05/10/2018 14:05".
+    "timestamp": [
+        r"((last )?updated|published|posted)( on| at)?:?\s*[\w ,.:/+-]{0,40}(\d{1,2}:\d{2}|\d{1,4}[/.-]\d{1,2}[/.-]\d{1,4})[\w ,.:/+()-]{0,30}",
+        # any language: a short line with a year and a time of day and no sentence in it ("segunda-feira, 22 de
+        # janeiro de 2018 às 0:13", "22. Januar 2018, 14:05 Uhr")
+        r"[^.!?]{0,40}\b(19|20)\d\d\b[^.!?]{0,20}\b\d{1,2}[:h]\d{2}\b[^.!?]{0,15}",
+    ],
+    # A CMS shortcode left in the text: "[button link=...]Send us your review[/button]".
+    "shortcode": [
+        r"\[(\w+)\b[^\]]*\].*\[/\1\]",
     ],
     "cookie_banner": [
         r"(we|this (web)?site) uses? cookies\b.{0,300}",
@@ -51,6 +73,9 @@ _LINE_RULES: dict[str, list[str]] = {
     ],
 }
 _LINE_RULE_RES = {name: re.compile(r"^(?:" + "|".join(pats) + r")$", re.I) for name, pats in _LINE_RULES.items()}
+# "Tags" on a line of its own introduces the list on the next line ("stock car 2018, stock car brasil, ...").
+_TAXONOMY_HEAD_RE = re.compile(r"^(tags|tagged( with)?|filed under|categories|topics)\s*:?$", re.I)
+_TAG_LIST_RE = re.compile(r"^[^.!?]{1,80}(,\s*[^,.!?]{1,80}){2,}$")
 # "#Antony #Blinken #G20": a line made only of hashtags (two or more, or one with letters).
 _HASHTAG_LINE_RE = re.compile(r"^(#[^\W_][\w-]*)([\s,]+#[^\W_][\w-]*)+$|^#[^\W\d_][\w-]*$")
 _RELATED_HEAD_RE = re.compile(
@@ -149,6 +174,9 @@ def clean_text_explained(
         rule = residue_rule(ln, skip)
         if rule:
             removed.append((ln, rule))
+            if rule == "taxonomy" and _TAXONOMY_HEAD_RE.match(ln) and i + 1 < len(lines) and _TAG_LIST_RE.match(lines[i + 1]):
+                removed.append((lines[i + 1], rule))
+                i += 1
         else:
             kept.append(ln)
         i += 1

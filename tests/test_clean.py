@@ -418,3 +418,33 @@ def test_related_box_is_cut_only_when_residue_follows() -> None:
     assert clean_text("\n".join(["Related articles", *links]), skip=frozenset({"related_box", "promo_line"})).split("\n\n") == [
         "Related articles", *links,
     ]
+
+
+def test_clean_text_drops_taxonomy_timestamps_shortcodes_and_promos() -> None:
+    from ingest.residue import clean_text_explained
+
+    body = [
+        "The stock car season opens in Interlagos on Sunday, the organisers said.",
+        "Updated at 1:23 p.m. on Tuesday, the timetable still shows thirteen rounds.",  # a sentence: kept
+        "Tagged players will miss the first round, officials said.",  # a sentence starting like a tag line: kept
+    ]
+    raw = "\n".join(
+        [
+            body[0],
+            "Updated at 1:23 p.m.",
+            "segunda-feira, 22 de janeiro de 2018 às 0:13",
+            body[1],
+            "Tags",
+            "calendario stock car 2018, stock car brasil, stock car interlagos",
+            body[2],
+            "[button link=\"http://example.com/submit\" type=\"big\"] Send us YOUR kit review[/button]",
+            "Like this story? Share it with a friend!",
+            "Tell us what YOU think...",
+            "Get the magazine delivered every month. 12 issues for £11.99. Click here for more information.",
+        ]
+    )
+    text, removed = clean_text_explained(raw)
+    assert text.split("\n\n") == body
+    assert [rule for _, rule in removed] == [
+        "timestamp", "timestamp", "taxonomy", "taxonomy", "shortcode", "share_bar", "comment_form", "promo_line",
+    ]
