@@ -20,7 +20,7 @@ from flows.batch import RunContext, process_fetched, record_discovery
 from flows.compute import SettingsTaskRunner
 # Checked without Prefect (flows/inputs.py): the CLI runs the same checks before the flow starts.
 from flows.inputs import select_sources
-from flows.run import warehouse_run
+from flows.run import log_stage, warehouse_run
 from ingest.canonical import canonicalize
 from ingest.discover import DiscoveryResult, discover
 from ingest.errors import is_retryable
@@ -32,7 +32,7 @@ from warehouse import db, loads, queries
 
 
 def retry_if_retryable(task: Any, task_run: Any, state: Any) -> bool:
-    """Prefect retry condition: retry a task only when its exception says it is retryable."""
+    """Prefect retry condition: retry a task only on a TransientError (any other exception: no retry)."""
     try:
         state.result()
     except Exception as exc:  # the task's own exception is re-raised here
@@ -62,7 +62,7 @@ def discover_sources(
         return fetch_all(reqs, s.fetch, mirrors, session=session)
 
     def validators(url: str) -> tuple[str | None, str | None] | None:
-        with db.session(s.db, read_only=True, timeout_s=s.db_lock_timeout_s) as con:
+        with db.session(s, read_only=True) as con:
             return queries.validators(con, [url]).get(url)
 
     total = DiscoveryResult(items=[], pages=[], documents=[], failures=[])
@@ -73,6 +73,10 @@ def discover_sources(
         total.documents.extend(found.documents)
         total.failures.extend(found.failures)
     record_discovery(ctx, total.documents, total.failures, discovered=len(total.items) + len(total.pages))
+    log_stage(
+        "discover", sources=len(sources), items=len(total.items), saved_pages=len(total.pages),
+        documents=len(total.documents), not_modified=sum(1 for d in total.documents if d.not_modified), failed=len(total.failures),
+    )
     return total
 
 
@@ -103,7 +107,7 @@ def plan_fetches(ctx: RunContext, items: list[DiscoveredItem], sources: list[Sou
         if canonical not in seen_canonical and item.url not in by_url:
             seen_canonical.add(canonical)
             by_url[item.url] = item
-    with db.session(s.db, read_only=True, timeout_s=s.db_lock_timeout_s) as con:
+    with db.session(s, read_only=True) as con:
         plan = queries.plan_fetches(
             con,
             [(u, canonicalize(u), i.source, i.lastmod) for u, i in by_url.items()],
@@ -112,6 +116,10 @@ def plan_fetches(ctx: RunContext, items: list[DiscoveredItem], sources: list[Sou
         )
         retry_sources = queries.url_sources(con, [u for u in plan.retries if u not in by_url])
         stored = queries.validators(con, plan.changed + plan.retries)
+    log_stage(
+        "plan", new=len(plan.new), changed=len(plan.changed), retries=len(plan.retries), known=plan.known,
+        waiting=plan.waiting, gave_up=plan.gave_up,
+    )
     reqs = []
     for url in plan.new + plan.changed + plan.retries:
         source = by_url[url].source if url in by_url else retry_sources.get(url, "unknown")
@@ -143,6 +151,7 @@ def process_batch(ctx: RunContext, results: list[FetchResult]) -> dict[str, int]
     """Clean, dedup, extract entities and load one batch in one warehouse transaction."""
     counts = process_fetched(ctx, results)
     progress.advance("process", len(results))
+    log_stage("batch", pages=len(results), **{k: counts.get(k, 0) for k in ("fetched", "not_modified", "new", "updated", "unchanged", "duplicates", "entities", "failed")})
     return dict(counts)
 
 
@@ -151,7 +160,7 @@ def new_local_pages(ctx: RunContext, pages: list[FetchResult]) -> list[FetchResu
     """Drop saved pages (html dir, WARC) whose body is already stored unchanged."""
     s = ctx.settings
     keyed = [(p.url, hashlib.sha256(p.body or b"").hexdigest()) for p in pages]
-    with db.session(s.db, read_only=True, timeout_s=s.db_lock_timeout_s) as con:
+    with db.session(s, read_only=True) as con:
         known = queries.known_local_pages(con, keyed)
     return [p for p in pages if p.url not in known]
 
@@ -197,7 +206,7 @@ def ingest(
     settings = Settings()
     selected, mirrors = select_sources(settings, sources, feeds, urls_file, path)
     params = {"sources": sources, "feeds": feeds, "urls_file": urls_file, "path": path}
-    with warehouse_run(settings, flow="ingest", trigger=trigger, params=params) as ctx:
+    with warehouse_run(settings, flow="ingest", trigger=trigger, params=params, sources=[x.name for x in selected]) as ctx:
         register_sources(ctx, selected)
         # One politeness state for the whole run: discovery and every fetch batch share robots.txt and host clocks.
         session = FetchSession(settings.fetch.user_agent)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,14 +27,14 @@ from flows.compute import SettingsTaskRunner
 # Selection, dates and mode checks live in flows/inputs.py (no Prefect), so the CLI checks them before a run.
 from flows.inputs import MODES, WINDOW_ON, Selector, check_mode, check_reingest_source, parse_when, selection_counts  # noqa: F401
 from flows.ingest import batches, configured_hosts, fetch_and_process, retry_if_retryable
-from flows.run import warehouse_run
+from flows.run import log_stage, warehouse_run
 from ingest.errors import ConfigError, NewsflowError
 from ingest.models import Failure, FetchRequest
 from ingest.pipeline import Prepared, prepare_article
 from ingest.seeds import load_seed
 from ingest.settings import Settings
 from ingest.sources import load_sources
-from warehouse import db
+from warehouse import db, queries
 from warehouse import reingest as selection
 from warehouse.reingest import SEED_PREFIX, Target
 
@@ -52,6 +53,7 @@ def reprocess_batch(ctx: RunContext, targets: list[Target]) -> dict[str, int]:
         pages = selection.stored_pages(con, targets)
     counts = process_fetched(ctx, pages, from_store=True) if pages else Counter()
     progress.advance("process", len(targets))
+    log_stage("reprocess batch", targets=len(targets), **{k: counts.get(k, 0) for k in ("new", "updated", "unchanged", "duplicates", "entities", "failed")})
     return dict(counts)
 
 
@@ -60,12 +62,18 @@ def reprocess_seeds(ctx: RunContext, targets: list[Target]) -> dict[str, int]:
     """Re-read seed articles from their seed files and load them like `newsflow init` does."""
     prepared: list[Prepared] = []
     failures: list[Failure] = []
+    # A seed re-read keeps the time it was first loaded, so re-processing an unchanged seed writes nothing.
+    with db.session(ctx.settings, read_only=True) as con:
+        first_seen = queries.articles_first_seen(con, [t.article_id for t in targets if t.article_id])
     for t in targets:
         path = ctx.settings.seeds_dir / t.url[len(SEED_PREFIX) :]
         try:
             if not path.is_file():
                 raise ConfigError(f"seed file not found: {path}", reason="seed_missing")
-            prepared.append(prepare_article(load_seed(path), ctx.settings))
+            loaded_at = first_seen.get(t.article_id or "")
+            number = int(path.name.split("_", 1)[0]) if path.name[:1].isdigit() else 0
+            article = load_seed(path, loaded_at - timedelta(microseconds=number) if loaded_at else None)
+            prepared.append(prepare_article(article, ctx.settings))
         except NewsflowError as exc:
             failures.append(Failure(url=t.url, source=t.source, stage="seed", reason=exc.reason, detail=str(exc), retryable=exc.retryable))
     counts = load_prepared(ctx, prepared, failures=failures)
@@ -134,7 +142,7 @@ def reingest(
         "source": source, "url": url, "since": since, "until": until, "window_on": window_on,
         "failed": failed, "all": all, "mode": mode,
     }
-    with warehouse_run(settings, flow="reingest", trigger=trigger, params=params) as ctx:
+    with warehouse_run(settings, flow="reingest", trigger=trigger, params=params, sources=[source] if source else None) as ctx:
         # Selected under the run lock, so no other run changes the warehouse in between.
         targets = select_targets(settings, selector)
         seeds = [t for t in targets if t.is_seed]

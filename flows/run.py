@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ingest.settings import Settings
-from warehouse import db, loads, maintenance
+from warehouse import db, loads, maintenance, queries
 
 from flows.batch import RunContext
 from flows.compute import stage_pool
@@ -65,7 +65,9 @@ def _logger() -> logging.Logger | logging.LoggerAdapter:
 
 
 @contextmanager
-def warehouse_run(settings: Settings, *, flow: str, trigger: str, params: dict[str, Any]) -> Iterator[RunContext]:
+def warehouse_run(
+    settings: Settings, *, flow: str, trigger: str, params: dict[str, Any], sources: list[str] | None = None
+) -> Iterator[RunContext]:
     """Hold the writer lock, bring the schema up to date, open a `runs` row, and close it with a status.
 
     Only one run writes at a time, wherever runs start: the lock is a flock beside a SQLite catalog and a
@@ -87,7 +89,9 @@ def warehouse_run(settings: Settings, *, flow: str, trigger: str, params: dict[s
         db.init_db(settings)
         with db.session(settings) as con, db.transaction(con):
             crashed = loads.mark_crashed_runs(con)
-            run_id = loads.start_run(con, flow=flow, trigger=resolve_trigger(trigger), params=params, flow_run_id=_flow_run_id())
+            run_id = loads.start_run(
+                con, flow=flow, trigger=resolve_trigger(trigger), params=params, flow_run_id=_flow_run_id(), sources=sources
+            )
         if crashed:
             logger.warning("marked %d earlier run(s) as crashed", crashed)
         # Local worker processes, or the flow's Dask cluster when NEWSFLOW_TASK_RUNNER=dask.
@@ -97,9 +101,11 @@ def warehouse_run(settings: Settings, *, flow: str, trigger: str, params: dict[s
             yield ctx
         except BaseException as exc:
             _finish(settings, run_id, status="failed", error=f"{type(exc).__name__}: {exc}"[:2000], logger=logger)
+            publish_run_artifact(settings, run_id, logger)
             raise
         else:
             _finish(settings, run_id, status="completed", error=None, logger=logger)
+            publish_run_artifact(settings, run_id, logger)
             try:
                 report = maintenance.after_run(settings)
                 logger.info("maintenance: %s", report.summary())
@@ -151,6 +157,46 @@ def prefect_writer_slot(logger: Any) -> Iterator[None]:
             logger.info("another newsflow run holds the Prefect concurrency slot %r; waiting for it", WRITER_LIMIT)
             stack.enter_context(concurrency(WRITER_LIMIT, occupy=1, strict=True))
         yield
+
+
+def log_stage(stage: str, **counts: Any) -> None:
+    """One INFO line per stage with its counts, so the run's log in the Prefect UI tells what happened."""
+    _logger().info("%s: %s", stage, ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items()))
+
+
+def run_report_markdown(settings: Settings, run_id: int) -> str:
+    """The run's counts, per source, and failures by reason, as Markdown (the Prefect artifact)."""
+    with db.session(settings, read_only=True) as con:
+        run = queries.run_row(con, run_id)
+        per_source = queries.run_source_counts(con, run_id)
+        failures = queries.run_failures(con, run_id)
+    counts = " · ".join(f"{k} **{run.get(k, 0)}**" for k in loads.RUN_COUNTERS)
+    lines = [
+        f"## newsflow {run.get('flow')} run {run_id}: {run.get('status')}",
+        "",
+        f"trigger `{run.get('trigger')}`; {counts}",
+    ]
+    if run.get("error"):
+        lines += ["", f"error: `{str(run['error'])[:500]}`"]
+    lines += ["", "| source | pages stored | articles written | duplicates | failures |", "| --- | ---: | ---: | ---: | ---: |"]
+    lines += [f"| {s} | {p} | {a} | {d} | {f} |" for s, p, a, d, f in per_source] or ["| (none) | 0 | 0 | 0 | 0 |"]
+    lines += ["", "| stage | reason | retryable | count | example |", "| --- | --- | --- | ---: | --- |"]
+    lines += [f"| {st} | {r} | {rt} | {n} | {ex} |" for st, r, rt, n, ex in failures] or ["| — | no failures | | 0 | |"]
+    return "\n".join(lines)
+
+
+def publish_run_artifact(settings: Settings, run_id: int, logger: Any) -> None:
+    """Attach the run report to the Prefect flow run (when inside one), so its page in the UI says what was loaded."""
+    try:
+        from prefect.artifacts import create_markdown_artifact
+        from prefect.context import FlowRunContext
+
+        if FlowRunContext.get() is None:
+            return
+        markdown = run_report_markdown(settings, run_id)
+        create_markdown_artifact(markdown=markdown, key="newsflow-run-report", description=f"newsflow run {run_id}")
+    except Exception as exc:  # noqa: BLE001 - a report must never fail the run it reports on
+        logger.info("run report artifact skipped: %s", str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
 
 
 def _finish(settings: Settings, run_id: int, *, status: str, error: str | None, logger: Any) -> None:

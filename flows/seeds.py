@@ -16,7 +16,7 @@ from warehouse import db, loads
 
 def load_seeds(settings: Settings) -> Counter:
     """Create/migrate the warehouse and load every seed file (idempotent: unchanged seeds are no-ops)."""
-    with warehouse_run(settings, flow="init", trigger="cli", params={"seeds_dir": str(settings.seeds_dir)}) as ctx:
+    with warehouse_run(settings, flow="init", trigger="cli", params={"seeds_dir": str(settings.seeds_dir)}, sources=["seed"]) as ctx:
         with ctx.write() as con, db.transaction(con):
             loads.upsert_sources(con, [{"name": "seed", "kind": "seed", "location": str(settings.seeds_dir), "options": {}}])
         prepared: list[Prepared] = []

@@ -12,12 +12,14 @@ a Postgres catalog) lets one run write at a time, wherever runs start.
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import logging
 import os
 import random
 import re
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -211,9 +213,42 @@ def translate(exc: BaseException, t: LakeTarget, timeout_s: float = 60.0) -> Bas
     msg = str(exc)
     if _is_busy(exc):
         return WarehouseBusy(f"the catalog {t.display} stayed locked for more than {timeout_s:.0f}s; retry later")
-    if t.kind == "postgres" and ("Unable to connect" in msg or "connection to server" in msg or "Connection refused" in msg):
-        return CatalogUnreachable(f"cannot reach the PostgreSQL catalog {t.display}: {msg.splitlines()[0][:200]}")
+    if t.kind == "postgres" and any(m in msg for m in _PG_CONNECTION_LOST):
+        first = next((ln.strip() for ln in msg.splitlines() if any(m in ln for m in _PG_CONNECTION_LOST)), msg.splitlines()[0])
+        return CatalogUnreachable(f"lost the PostgreSQL catalog {t.display}: {first[:200]}; check the server, then run again")
     return exc
+
+
+_PG_CONNECTION_LOST = (
+    "Unable to connect", "connection to server", "Connection refused", "server closed the connection",
+    "no connection to the server", "terminating connection", "could not connect", "connection is bad",
+)
+
+# Connections whose catalog went away mid-transaction. DuckDB's postgres extension throws from a
+# destructor when it cannot roll back on a dead connection, which aborts the process (std::terminate).
+# So they are never closed or destroyed: kept here, and the process ends with os._exit after its
+# one-line error (atexit below), skipping the destructors. Nothing is lost: the transaction never
+# committed, and the next run marks this one crashed.
+_POISONED: list[duckdb.DuckDBPyConnection] = []
+
+
+def _poison(*cons: duckdb.DuckDBPyConnection) -> None:
+    with _INSTANCES_LOCK:
+        _POISONED.extend(cons)
+        for key, con in list(_INSTANCES.items()):
+            _POISONED.append(con)
+            del _INSTANCES[key]
+
+
+@atexit.register
+def _exit_without_destructors() -> None:
+    if _POISONED:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001 - closed streams at exit
+                pass
+        os._exit(1)
 
 
 # One DuckDB instance per lake per process; sessions are cursors on it (cheap, one per thread/use).
@@ -265,6 +300,7 @@ def session(settings: "Settings", *, read_only: bool = False) -> Iterator[duckdb
     t = target(settings)
     base = _instance(t, read_only, settings.db_lock_timeout_s, settings.data_inlining_row_limit)
     cur = base.cursor()
+    poisoned = False
     try:
         cur.execute(f"USE {LAKE}")
         if read_only:
@@ -278,9 +314,13 @@ def session(settings: "Settings", *, read_only: bool = False) -> Iterator[duckdb
         new = translate(exc, t, settings.db_lock_timeout_s)
         if new is exc:
             raise
+        if isinstance(new, CatalogUnreachable):
+            poisoned = True
+            _poison(cur, base)
         raise new from exc
     finally:
-        cur.close()
+        if not poisoned:
+            cur.close()
 
 
 @contextmanager
@@ -292,8 +332,9 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
     except BaseException:
         try:
             con.execute("ROLLBACK")
-        except duckdb.Error:
-            pass  # the transaction was already aborted by the error
+        except duckdb.Error as exc:
+            if any(m in str(exc) for m in _PG_CONNECTION_LOST) or "ROLLBACK" in str(exc):
+                _poison(con)  # the catalog is gone: never destroy this connection (see _POISONED)
         raise
     else:
         con.execute("COMMIT")

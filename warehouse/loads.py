@@ -74,15 +74,18 @@ def mark_crashed_runs(con: duckdb.DuckDBPyConnection) -> int:
     return int(n)
 
 
-def start_run(con: duckdb.DuckDBPyConnection, *, flow: str, trigger: str, params: dict[str, Any], flow_run_id: str | None) -> int:
+def start_run(
+    con: duckdb.DuckDBPyConnection, *, flow: str, trigger: str, params: dict[str, Any], flow_run_id: str | None,
+    sources: Sequence[str] | None = None,
+) -> int:
     """Insert a 'running' row for this run and return its id (call inside a transaction, under the run lock).
 
     DuckLake has no sequences; the single writer assigns max(id)+1.
     """
     run_id = int(con.execute("SELECT coalesce(max(id), 0) + 1 FROM runs").fetchall()[0][0])
     con.execute(
-        "INSERT INTO runs (id, flow_run_id, flow, trigger, params, pid) VALUES (?, ?, ?, ?, ?::JSON, ?)",
-        [run_id, flow_run_id, flow, trigger, json.dumps(params, default=str), os.getpid()],
+        "INSERT INTO runs (id, flow_run_id, flow, trigger, params, sources, pid) VALUES (?, ?, ?, ?, ?::JSON, ?, ?)",
+        [run_id, flow_run_id, flow, trigger, json.dumps(params, default=str), ", ".join(sources) if sources else None, os.getpid()],
     )
     return run_id
 

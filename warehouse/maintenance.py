@@ -66,6 +66,20 @@ def disk_files(t: db.LakeTarget) -> int:
     return sum(1 for _dir, _sub, files in os.walk(root) for f in files if f.endswith(".parquet")) if root.exists() else 0
 
 
+def warehouse_bytes(t: db.LakeTarget) -> int:
+    """Bytes of a local lake on disk: the SQLite catalog (with its WAL) and the data files (-1 if not local)."""
+    if "://" in t.data_path or t.kind != "sqlite":
+        return -1
+    total = 0
+    for p in (Path(t.location), Path(t.location + "-wal")):
+        if p.exists():
+            total += p.stat().st_size
+    root = Path(t.data_path)
+    for d, _sub, files in os.walk(root) if root.exists() else ():
+        total += sum((Path(d) / f).stat().st_size for f in files)
+    return total
+
+
 def _count(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> int:
     rows = con.execute(sql, params or []).fetchall()
     return len(rows)

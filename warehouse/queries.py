@@ -153,9 +153,9 @@ def articles_first_seen(con: duckdb.DuckDBPyConnection, ids: Sequence[str]) -> d
 def last_runs(con: duckdb.DuckDBPyConnection, limit: int = 10) -> list[dict[str, Any]]:
     """The most recent runs with their counts."""
     cur = con.execute(
-        "SELECT id, flow, trigger, status, started_at, finished_at, "
-        " round(epoch(coalesce(finished_at, now()) - started_at), 1) AS seconds, "
-        " discovered, fetched, not_modified, new, updated, duplicates, entities, failed "
+        "SELECT id, flow, coalesce(sources, CASE WHEN flow = 'reingest' THEN 'selection' ELSE 'all' END) AS sources, "
+        " trigger, status, started_at, finished_at, round(epoch(coalesce(finished_at, now()) - started_at), 1) AS seconds, "
+        " discovered, fetched, not_modified, new, updated, unchanged, duplicates, entities, failed, error "
         "FROM runs ORDER BY id DESC LIMIT ?",
         [limit],
     )
@@ -216,3 +216,33 @@ def article_texts(con: duckdb.DuckDBPyConnection, ids: Sequence[str]) -> dict[st
     with registered(con, "want_ids", [{"id": i} for i in set(ids)], schema):
         rows = con.execute("SELECT a.id, a.text FROM articles a JOIN want_ids w ON a.id = w.id").fetchall()
     return dict(rows)
+
+
+def run_source_counts(con: duckdb.DuckDBPyConnection, run_id: int) -> list[tuple[Any, ...]]:
+    """Per source, what one run wrote: (source, pages stored, articles written, duplicates found, failures)."""
+    return con.execute(
+        "WITH p AS (SELECT source, count(*) AS n FROM pages WHERE run_id = ? AND kind = 'article' GROUP BY source), "
+        "a AS (SELECT source, count(*) AS n FROM articles WHERE run_id = ? GROUP BY source), "
+        "d AS (SELECT a.source, count(*) AS n FROM duplicates d JOIN articles a ON a.id = d.article_id WHERE d.run_id = ? GROUP BY a.source), "
+        "f AS (SELECT source, count(*) AS n FROM failures WHERE run_id = ? GROUP BY source) "
+        "SELECT s.source, coalesce(p.n, 0), coalesce(a.n, 0), coalesce(d.n, 0), coalesce(f.n, 0) "
+        "FROM (SELECT source FROM p UNION SELECT source FROM a UNION SELECT source FROM d UNION SELECT source FROM f) s "
+        "LEFT JOIN p USING (source) LEFT JOIN a USING (source) LEFT JOIN d USING (source) LEFT JOIN f USING (source) "
+        "ORDER BY s.source",
+        [run_id, run_id, run_id, run_id],
+    ).fetchall()
+
+
+def run_row(con: duckdb.DuckDBPyConnection, run_id: int) -> dict[str, Any]:
+    """One `runs` row as a dict."""
+    cur = con.execute("SELECT * FROM runs WHERE id = ?", [run_id])
+    cols = [d[0] for d in cur.description]
+    rows = cur.fetchall()
+    return dict(zip(cols, rows[0])) if rows else {}
+
+
+def source_health(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """v_source_health, silent sources first."""
+    cur = con.execute("SELECT * FROM v_source_health ORDER BY silent DESC, source")
+    cols = [d[0] for d in cur.description]
+    return [dict(zip(cols, r)) for r in cur.fetchall()]

@@ -18,6 +18,7 @@ CREATE TABLE runs (
     flow          VARCHAR NOT NULL,            -- ingest | reingest | init
     trigger       VARCHAR NOT NULL,            -- cli | schedule | manual
     params        JSON,
+    sources       VARCHAR,                     -- the sources the run read, comma-separated
     pid           INTEGER,                     -- writer process, to detect crashed runs
     started_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
     finished_at   TIMESTAMPTZ,
