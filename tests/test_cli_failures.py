@@ -64,6 +64,7 @@ def test_busy_catalog_is_one_line_and_the_traceback_is_logged(user: tuple[dict[s
         holder.close()
     line = one_line_failure(out)
     assert "the warehouse is busy" in line and "NEWSFLOW_DB_LOCK_TIMEOUT_S" in line and f"(details: {log})" in line
+    assert f"held by pid {os.getpid()}" in line  # the process holding the lock is named (here: this test)
     added = log.read_text(encoding="utf-8")[len(before):]
     assert "Traceback (most recent call last)" in added and "WarehouseBusy" in added
 

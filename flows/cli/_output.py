@@ -149,7 +149,7 @@ def _known_cause(exc: BaseException) -> tuple[str, int] | None:
         if isinstance(e, catalog_unreachable):
             return f"{msg}; check NEWSFLOW_CATALOG and that its server is up, then run again", EXIT_RUN_FAILED
         if isinstance(e, warehouse_busy):
-            msg = msg.removesuffix("; retry later")
+            msg = msg.removesuffix("; retry later") + lock_holders_note()
             return f"the warehouse is busy: {msg}; wait for the other process to finish (or raise NEWSFLOW_DB_LOCK_TIMEOUT_S) and run again", EXIT_RUN_FAILED
         if (isinstance(e, OSError) and e.errno == errno.ENOSPC) or "no space left on device" in low:
             return f"the disk is full ({msg}); free some space (or point the warehouse at another disk) and run again", EXIT_RUN_FAILED
@@ -167,6 +167,54 @@ def _known_cause(exc: BaseException) -> tuple[str, int] | None:
             url = os.environ.get("PREFECT_API_URL") or "the Prefect API"
             return f"{url} is unreachable; start it with `newsflow server`, or unset PREFECT_API_URL to use an embedded one", EXIT_RUN_FAILED
     return None
+
+
+def lock_holders(paths: Sequence[Path]) -> list[tuple[int, str]]:
+    """(pid, command line) of other processes holding a lock on any of `paths` (Linux /proc/locks; [] elsewhere)."""
+    inodes = set()
+    for p in paths:
+        try:
+            inodes.add(os.stat(p).st_ino)
+        except OSError:
+            continue
+    try:
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return []
+    pids: set[int] = set()
+    for line in lines:
+        fields = line.split()
+        # "1: POSIX  ADVISORY  WRITE 12345 fe:00:2188596 0 EOF" (blocked waiters are marked "->")
+        if len(fields) >= 6 and fields[1] != "->":
+            try:
+                pid, inode = int(fields[4]), int(fields[5].rsplit(":", 1)[1])
+            except (ValueError, IndexError):
+                continue
+            if inode in inodes and pid != os.getpid():
+                pids.add(pid)
+    holders = []
+    for pid in sorted(pids):
+        try:
+            cmd = _one_line(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:
+            cmd = ""
+        holders.append((pid, cmd))
+    return holders
+
+
+def lock_holders_note() -> str:
+    """" (held by pid N: COMMAND)" for the processes locking the SQLite catalog or the run lock, else ""."""
+    try:
+        settings = load_settings()
+        if not settings.catalog.startswith("sqlite:"):
+            return ""
+        catalog = Path(settings.catalog.removeprefix("sqlite:")).expanduser().resolve()
+        found = lock_holders([catalog, Path(f"{catalog}-shm"), Path(f"{catalog}-wal"), Path(f"{catalog}.runlock")])
+    except Exception:  # noqa: BLE001 - only a hint
+        return ""
+    if not found:
+        return ""
+    return " (held by " + ", ".join(f"pid {pid}" + (f": {cmd[:120]}" if cmd else "") for pid, cmd in found) + ")"
 
 
 def _is_configured_model(name: str | None) -> bool:
