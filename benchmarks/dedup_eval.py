@@ -12,9 +12,9 @@ and variants of an original against its most similar other original, plus a one-
 quoted inside a round-up of other stories' paragraphs. Each pair is decided by the real pipeline
 functions: fingerprint -> LSH candidate (a shared band key or content hash) -> verify.
 
-Cost. A real DuckDB warehouse file is filled with 1k, 10k and 100k synthetic history articles (sentences of the
-ground truth mixed into new, distinct articles; bulk-loaded through Arrow), and a batch of new articles (most
-novel, some syndicated copies of history) is checked: fingerprint + find_candidates + decide/verify + save.
+Cost. A real DuckLake warehouse (SQLite catalog, temporary directory) is filled with 1k, 10k and 100k synthetic
+history articles (sentences of the ground truth mixed into new, distinct articles; bulk-loaded through Arrow), and a
+batch of new articles (most novel, some syndicated copies of history) is checked: fingerprint + find_candidates + decide/verify + save.
 
 Usage: .venv/bin/python benchmarks/dedup_eval.py [--quick] [--data PATH] [--seed N] [--batch N]
 """
@@ -46,7 +46,7 @@ from ingest.dedup import (  # noqa: E402
     similarity, verify,
 )
 from ingest.models import Article, DedupCandidate, Fingerprint  # noqa: E402
-from ingest.settings import DedupSettings  # noqa: E402
+from ingest.settings import DedupSettings, Settings  # noqa: E402
 from warehouse import dedup_store  # noqa: E402
 from warehouse.db import init_db, session, transaction  # noqa: E402
 
@@ -551,11 +551,12 @@ def cost(originals: dict[str, str], sizes: list[int], batch_size: int, seed: int
     t0 = time.perf_counter()
     rows = []
     with tempfile.TemporaryDirectory(prefix="dedup-eval-") as tmp:
-        path = Path(tmp) / "bench.duckdb"
-        init_db(path)
+        path = Path(tmp) / "lake"
+        lake = Settings(catalog=f"sqlite:{path / 'catalog.sqlite'}", data_path=f"{path / 'data'}/")
+        init_db(lake)
         loaded = 0
         history_sample: list[str] = []
-        with session(path) as con:
+        with session(lake) as con:
             for size in sizes:
                 ls = time.perf_counter()
                 while loaded < size:
@@ -592,7 +593,7 @@ def cost(originals: dict[str, str], sizes: list[int], batch_size: int, seed: int
                             per_phase[k].append(v)
                 row = {k: statistics.mean(v) for k, v in per_phase.items()}
                 row.update(size=size, load_s=load_s, py_peak_mb=py_peak, rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                           db_mb=path.stat().st_size / 2**20)
+                           db_mb=sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20)
                 rows.append(row)
                 ms = lambda k: 1000 * row[k] / batch_size  # noqa: E731
                 total = sum(ms(k) for k in ("fingerprint", "find_candidates", "verify+decide", "save"))
