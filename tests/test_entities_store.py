@@ -209,12 +209,17 @@ def test_views_and_example_queries(db: Path, seed_data) -> None:
         daily = con.execute("SELECT day, mentions, articles FROM v_entity_daily WHERE name = 'Sergei Lavrov' ORDER BY day").fetchall()
         assert [d for d, _, _ in daily] == [date(2023, 3, 1), date(2023, 3, 2)] and all(a == 1 for _, _, a in daily)
 
-        co = con.execute(
-            "SELECT name_a, name_b, article_count FROM v_entity_cooccurrence WHERE entity_a < entity_b "
-            "AND 'Antony Blinken' IN (name_a, name_b) AND 'Sergei Lavrov' IN (name_a, name_b)"
-        ).fetchall()
-        assert len(co) == 1 and co[0][2] == 2
-        assert con.execute("SELECT count(*) FROM v_entity_cooccurrence WHERE entity_a >= entity_b").fetchall()[0][0] == 0
+        # Symmetric: queryable from either side, each unordered pair once per order.
+        for one, other in (("Antony Blinken", "Sergei Lavrov"), ("Sergei Lavrov", "Antony Blinken")):
+            co = con.execute(
+                "SELECT article_count FROM v_entity_cooccurrence WHERE name = ? AND other_name = ?", [one, other]
+            ).fetchall()
+            assert co == [(2,)]
+        halves = con.execute(
+            "SELECT count(*) FILTER (WHERE entity_id < other_id), count(*) FILTER (WHERE entity_id > other_id), "
+            "count(*) FILTER (WHERE entity_id = other_id) FROM v_entity_cooccurrence"
+        ).fetchall()[0]
+        assert halves[0] == halves[1] > 0 and halves[2] == 0
 
         top = con.execute(example_query("top_people_this_week"), {"as_of": date(2023, 3, 3)}).fetchall()
         assert top[0][1] == "Antony Blinken" and top[0][2] == 2

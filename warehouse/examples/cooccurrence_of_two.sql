@@ -1,5 +1,6 @@
--- Articles naming both of two entities, looked up by display name (case-insensitive, any alias).
--- Parameters: $a and $b, e.g. 'Blinken' and 'Lavrov'.
+-- Articles naming both of two entities, looked up by display name or any alias (case-insensitive).
+-- param: a = 'Blinken'
+-- param: b = 'Lavrov'
 WITH a AS (SELECT DISTINCT entity_id FROM entity_aliases WHERE alias = lower($a)
            UNION SELECT id FROM entities WHERE lower(name) = lower($a)),
      b AS (SELECT DISTINCT entity_id FROM entity_aliases WHERE alias = lower($b)
