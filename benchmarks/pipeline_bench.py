@@ -56,18 +56,24 @@ def bare_loop(htmls: list[bytes], workers: int) -> float:
     return time.perf_counter() - t
 
 
-def newsflow_ingest(site_dir: Path, workers: int, tmp: Path) -> tuple[float, float, int, float]:
-    """Run `newsflow ingest --path` in a subprocess; returns (wall s, run s from `runs`, articles, peak MB)."""
-    db = tmp / f"bench-{workers}.duckdb"
+def newsflow_ingest(site_dir: Path, workers: int, tmp: Path, exe: Path | None = None, tag: str = "") -> tuple[float, float, int, float]:
+    """Run `newsflow ingest --path` in a subprocess; returns (wall s, run s from `runs`, articles, peak MB).
+
+    `exe` is another installation's `newsflow` (e.g. the 0.1 release with its DuckDB-file warehouse,
+    which reads NEWSFLOW_DB; this one reads NEWSFLOW_CATALOG/NEWSFLOW_DATA_PATH).
+    """
+    wh = tmp / f"bench-{workers}{tag}"
     env = {
         **os.environ,
-        "NEWSFLOW_DB": str(db),
+        "NEWSFLOW_DB": str(wh) + ".duckdb",
+        "NEWSFLOW_CATALOG": f"sqlite:{wh}/catalog.sqlite",
+        "NEWSFLOW_DATA_PATH": f"{wh}/data/",
         "NEWSFLOW_WORKERS": str(workers),
         "NEWSFLOW_SOURCES_FILE": str(tmp / "none.toml"),
         "NEWSFLOW_CLEAN__LANGUAGES": '["en"]',
         "PREFECT_HOME": str(tmp / "prefect-home"),
     }
-    exe = Path(sys.executable).parent / "newsflow"
+    exe = exe or Path(sys.executable).parent / "newsflow"
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t = time.perf_counter()
     subprocess.run([str(exe), "ingest", "--path", str(site_dir)], env=env, check=True, capture_output=True)
@@ -86,6 +92,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="article-extraction benchmark directory")
     ap.add_argument("--repeat", type=int, default=1, help="ingest the page set N times under distinct URLs")
+    ap.add_argument("--compare-with", type=Path, metavar="NEWSFLOW", help="another installation's newsflow executable (e.g. the 0.1 release) timed in the same run")
+    ap.add_argument("--workers", default="1,2", help="worker counts to run newsflow with (default 1,2)")
     args = ap.parse_args()
     pages = load_pages(args.data, args.repeat)
     htmls = [h for _, h in pages]
@@ -100,9 +108,12 @@ def main() -> int:
         base1 = bare_loop(htmls, 1)
         base2 = bare_loop(htmls, 2)
         rows = [("bare loop, 1 process", base1, None, len(pages), None), ("bare loop, 2 processes", base2, None, len(pages), None)]
-        for workers in (1, 2):
+        for workers in [int(w) for w in args.workers.split(",")]:
             wall, run_s, n, peak = newsflow_ingest(site, workers, tmp)
             rows.append((f"newsflow ingest, {workers} worker(s)", wall, run_s, n, peak))
+            if args.compare_with:
+                wall, run_s, n, peak = newsflow_ingest(site, workers, tmp, exe=args.compare_with, tag="-other")
+                rows.append((f"other newsflow, {workers} worker(s)", wall, run_s, n, peak))
     print(f"{'system':34} {'wall s':>7} {'pages/s':>8} {'flow s':>7} {'pages/s':>8} {'articles':>8} {'peak MB':>8} {'vs bare 1p':>10}")
     for name, wall, run_s, n, peak in rows:
         flow_rate = f"{len(pages) / run_s:8.1f}" if run_s else " " * 8
