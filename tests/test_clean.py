@@ -441,10 +441,15 @@ def test_clean_text_drops_taxonomy_timestamps_shortcodes_and_promos() -> None:
             "Like this story? Share it with a friend!",
             "Tell us what YOU think...",
             "Get the magazine delivered every month. 12 issues for £11.99. Click here for more information.",
+            "Related: Possible Water Plumes on Europa: The Discovery in Images",
+            "Listen: http://po.st/TP_615",
+            "Mike Wall's book about alien life is out now. Follow him on Twitter @michaeldwall.",
+            "https://www.example.com/the-article-s-own-reference",  # a bare link can be the article's: kept
         ]
     )
     text, removed = clean_text_explained(raw)
-    assert text.split("\n\n") == body
+    assert text.split("\n\n") == [*body, "https://www.example.com/the-article-s-own-reference"]
     assert [rule for _, rule in removed] == [
         "timestamp", "timestamp", "taxonomy", "taxonomy", "shortcode", "share_bar", "comment_form", "promo_line",
+        "promo_line", "link_line", "share_bar",
     ]
