@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
@@ -146,16 +146,15 @@ def prefect_writer_slot(logger: Any) -> Iterator[None]:
 
     try:
         with get_client(sync_client=True) as client:
-            client.read_global_concurrency_limit_by_name(WRITER_LIMIT)
+            limit = client.read_global_concurrency_limit_by_name(WRITER_LIMIT)
     except Exception:  # noqa: BLE001 - no such limit (or no server): the warehouse lock alone serialises writers
         yield
         return
-    with ExitStack() as stack:
-        try:
-            stack.enter_context(concurrency(WRITER_LIMIT, occupy=1, timeout_seconds=1, strict=True))
-        except TimeoutError:
-            logger.info("another newsflow run holds the Prefect concurrency slot %r; waiting for it", WRITER_LIMIT)
-            stack.enter_context(concurrency(WRITER_LIMIT, occupy=1, strict=True))
+    # Said once, before waiting (no timeout-and-retry: Prefect logs every timed-out acquisition as an error).
+    if limit.active_slots >= limit.limit:
+        logger.info("another newsflow run holds the Prefect concurrency slot %r; waiting for it", WRITER_LIMIT)
+    # A lease-renewal hiccup must not kill a long run: the warehouse lock still serialises writers.
+    with concurrency(WRITER_LIMIT, occupy=1, strict=True, raise_on_lease_renewal_failure=False):
         yield
 
 
