@@ -15,6 +15,7 @@ COMMENT ON COLUMN runs.flow_run_id IS 'Prefect flow run id (links to the Prefect
 COMMENT ON COLUMN runs.flow IS 'init | ingest | reingest.';
 COMMENT ON COLUMN runs.trigger IS 'cli (newsflow command) | schedule (a deployment''s schedule) | manual (a deployment run by hand).';
 COMMENT ON COLUMN runs.params IS 'The run''s parameters as JSON (e.g. sources, feeds, path; reingest selection and mode).';
+COMMENT ON COLUMN runs.sources IS 'The sources the run read, comma-separated (", "); NULL for runs that read none.';
 COMMENT ON COLUMN runs.pid IS 'Process id of the writer, used to detect crashed runs.';
 COMMENT ON COLUMN runs.started_at IS 'When the run took the writer lock.';
 COMMENT ON COLUMN runs.finished_at IS 'When the run ended (NULL while running).';

@@ -32,13 +32,15 @@ checks AS (
     FROM pages GROUP BY source
 ),
 source_runs AS (
-    -- Completed runs that covered the source: ingest runs naming it or naming none (= every enabled
-    -- source); for the seed corpus, init runs.
+    -- Completed runs that covered the source: runs.sources lists what a run read (older runs: an ingest
+    -- whose params name the source or none, i.e. every enabled source); for the seed corpus, init runs.
     SELECT s.name AS source, count(r.id) AS runs
     FROM sources s
     JOIN runs r ON r.status = 'completed' AND (
         (s.kind = 'seed' AND r.flow = 'init')
-        OR (s.kind <> 'seed' AND r.flow = 'ingest'
+        OR (s.kind <> 'seed' AND r.flow = 'ingest' AND r.sources IS NOT NULL
+            AND list_contains(string_split(r.sources, ', '), s.name))
+        OR (s.kind <> 'seed' AND r.flow = 'ingest' AND r.sources IS NULL
             AND (json_extract(r.params, '$.sources') IS NULL
                  OR json_type(json_extract(r.params, '$.sources')) = 'NULL'
                  OR json_array_length(json_extract(r.params, '$.sources')) = 0
