@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from functools import partial
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,7 +20,9 @@ from ingest.entities import expected_run
 from ingest.models import ArticleEntities, Failure, FetchResult
 from ingest.pipeline import PrepareOutcome, Prepared, StagePool, extract_entities, prepare_pages
 from ingest.settings import Settings
-from warehouse import db, dedup_store, entities_store, loads, queries
+from flows import progress
+from ingest.boilerplate import site_of
+from warehouse import boilerplate, db, dedup_store, entities_store, loads, queries
 
 log = logging.getLogger("newsflow")
 
@@ -33,6 +36,8 @@ class RunContext:
     pool: StagePool
     started_at: datetime
     counts: Counter = field(default_factory=Counter)
+    # Site -> template lines learned from the warehouse's history, read once per site per run.
+    site_lines: dict[str, frozenset[str]] = field(default_factory=dict)
 
     def write(self):  # noqa: ANN201 - context manager from warehouse.db
         """A short write session on the warehouse (released after the batch)."""
@@ -52,8 +57,12 @@ def process_fetched(ctx: RunContext, results: Sequence[FetchResult], *, from_sto
     """
     ok = [r for r in results if r.ok]
     outcome = PrepareOutcome()
-    for part in ctx.pool.map(prepare_pages, ok, ctx.settings):
+    known = site_template_lines(ctx, ok)
+    clean_fn = partial(prepare_pages, site_boilerplate=known) if known else prepare_pages
+    # Progress per chunk of articles as the workers finish them; the rest (304s, failures) at once.
+    for part in ctx.pool.map(clean_fn, ok, ctx.settings, on_done=lambda n: progress.advance("process", n)):
         outcome = outcome.merge(part)
+    progress.advance("process", len(results) - len(ok))
     fetch_failures = [r.failure for r in results if r.failure is not None]
     return load_prepared(
         ctx,
@@ -63,6 +72,22 @@ def process_fetched(ctx: RunContext, results: Sequence[FetchResult], *, from_sto
         extra_counts=Counter(fetched=0 if from_store else len(ok), not_modified=sum(1 for r in results if r.not_modified)),
         store_pages=not from_store,
     )
+
+
+def site_template_lines(ctx: RunContext, pages: Sequence[FetchResult]) -> dict[str, frozenset[str]]:
+    """Known template lines of the sites of these pages (ingest.boilerplate), from history before this run.
+
+    Read once per site per run, so a batch never re-reads a site's recent articles; lines first seen
+    in this run count from the next run on.
+    """
+    sites = {site_of(p.final_url or p.url) for p in pages} - {None}
+    missing = sorted(s for s in sites if s not in ctx.site_lines)
+    if missing:
+        with db.session(ctx.settings, read_only=True) as con:
+            found = boilerplate.recurring_lines(con, missing)
+        for s in missing:
+            ctx.site_lines[s] = found.get(s, frozenset())
+    return {s: ctx.site_lines[s] for s in sites if ctx.site_lines.get(s)}
 
 
 def _entity_targets(ctx: RunContext, prepared: Sequence[Prepared]) -> tuple[list[Prepared], dict[str, str]]:
@@ -135,6 +160,7 @@ def load_prepared(
             loads.save_pages(con, pages, ctx.run_id)
         articles = [p.article for p in prepared]
         write = loads.save_articles(con, articles, ctx.run_id, seen_at=ctx.started_at)
+        boilerplate.save_removed_lines(con, [a for a in articles if a.id in set(write.new) | set(write.updated)])
         url_pairs = []
         for p in prepared:
             a = p.article

@@ -25,6 +25,7 @@ from ingest.canonical import canonicalize
 from ingest.discover import DiscoveryResult, discover
 from ingest.errors import is_retryable
 from ingest.fetch import FetchSession, fetch_all
+from ingest.language import languages_by_source
 from ingest.models import DiscoveredItem, FetchRequest, FetchResult
 from ingest.settings import Settings
 from ingest.sources import Source, SourceKind
@@ -38,6 +39,14 @@ def retry_if_retryable(task: Any, task_run: Any, state: Any) -> bool:
     except Exception as exc:  # the task's own exception is re-raised here
         return is_retryable(exc)
     return False
+
+
+def with_source_languages(settings: Settings, sources: Sequence[Source]) -> Settings:
+    """Settings whose clean stage applies each source's `language` filter (sources.toml), if any source sets one."""
+    langs = languages_by_source(sources)
+    if not langs:
+        return settings
+    return settings.model_copy(update={"clean": settings.clean.model_copy(update={"source_languages": langs})})
 
 
 @task(name="register-sources", cache_policy=NO_CACHE)
@@ -149,8 +158,7 @@ def fetch_batch(
 @task(name="process-batch", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=retry_if_retryable)
 def process_batch(ctx: RunContext, results: list[FetchResult]) -> dict[str, int]:
     """Clean, dedup, extract entities and load one batch in one warehouse transaction."""
-    counts = process_fetched(ctx, results)
-    progress.advance("process", len(results))
+    counts = process_fetched(ctx, results)  # advances the progress bar per chunk of articles
     log_stage("batch", pages=len(results), **{k: counts.get(k, 0) for k in ("fetched", "not_modified", "new", "updated", "unchanged", "duplicates", "entities", "failed")})
     return dict(counts)
 
@@ -205,6 +213,7 @@ def ingest(
     """
     settings = Settings()
     selected, mirrors = select_sources(settings, sources, feeds, urls_file, path)
+    settings = with_source_languages(settings, selected)
     params = {"sources": sources, "feeds": feeds, "urls_file": urls_file, "path": path}
     with warehouse_run(settings, flow="ingest", trigger=trigger, params=params, sources=[x.name for x in selected]) as ctx:
         register_sources(ctx, selected)

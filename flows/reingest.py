@@ -26,7 +26,7 @@ from flows.batch import RunContext, load_prepared, process_fetched
 from flows.compute import SettingsTaskRunner
 # Selection, dates and mode checks live in flows/inputs.py (no Prefect), so the CLI checks them before a run.
 from flows.inputs import MODES, WINDOW_ON, Selector, check_mode, check_reingest_source, parse_when, selection_counts  # noqa: F401
-from flows.ingest import batches, configured_hosts, fetch_and_process, retry_if_retryable
+from flows.ingest import batches, configured_hosts, fetch_and_process, retry_if_retryable, with_source_languages
 from flows.run import log_stage, warehouse_run
 from ingest.errors import ConfigError, NewsflowError
 from ingest.models import Failure, FetchRequest
@@ -51,8 +51,8 @@ def reprocess_batch(ctx: RunContext, targets: list[Target]) -> dict[str, int]:
     s = ctx.settings
     with db.session(s, read_only=True) as con:
         pages = selection.stored_pages(con, targets)
-    counts = process_fetched(ctx, pages, from_store=True) if pages else Counter()
-    progress.advance("process", len(targets))
+    counts = process_fetched(ctx, pages, from_store=True) if pages else Counter()  # advances per chunk
+    progress.advance("process", len(targets) - len(pages))  # targets without a stored page
     log_stage("reprocess batch", targets=len(targets), **{k: counts.get(k, 0) for k in ("new", "updated", "unchanged", "duplicates", "entities", "failed")})
     return dict(counts)
 
@@ -131,6 +131,8 @@ def reingest(
     check_mode(mode)
     selector = Selector.of(source=source, url=url, since=since, until=until, window_on=window_on, failed=failed, all=all)
     settings = Settings()
+    if settings.sources_path.exists():
+        settings = with_source_languages(settings, load_sources(settings.sources_path).sources)
     summary = {"mode": mode, "selection": selector.describe()}
     if dry_run:
         # Read-only and no run row: the warehouse stays exactly as it was.

@@ -123,11 +123,19 @@ class StagePool:
             self._owned = True
         return self._executor
 
-    def map(self, fn: Callable[[Sequence[T], Settings], R], items: Sequence[T], settings: Settings) -> list[R]:
-        """Apply `fn` to chunks of `items`; returns one result per chunk, in order."""
+    def map(
+        self, fn: Callable[[Sequence[T], Settings], R], items: Sequence[T], settings: Settings,
+        on_done: Callable[[int], None] | None = None,
+    ) -> list[R]:
+        """Apply `fn` to chunks of `items`; returns one result per chunk, in order.
+
+        `on_done(k)` is called as each chunk of k items finishes (progress per article, not per batch).
+        """
         if not items:
             return []
-        n = min(self.workers, max(1, len(items) // self.min_chunk))
+        # Up to 4 chunks per worker: progress moves in small steps, and a slow chunk (one huge page)
+        # does not leave the other worker idle until the batch ends.
+        n = min(self.workers * 4, max(1, len(items) // self.min_chunk))
         if self._executor is not None and not self._owned:
             # A caller-supplied executor (e.g. a Dask cluster) gets all the work, small batches too:
             # its point is to keep the CPU stages (and the spaCy model) off this process.
@@ -135,8 +143,16 @@ class StagePool:
         else:
             executor = self._get_executor() if n > 1 else None
         if executor is None:
-            return [fn(items, settings)]
-        futures = [executor.submit(fn, chunk, settings) for chunk in _chunks(items, n)]
+            out = [fn(items, settings)]
+            if on_done:
+                on_done(len(items))
+            return out
+        futures = []
+        for chunk in _chunks(items, n):
+            f = executor.submit(fn, chunk, settings)
+            if on_done:
+                f.add_done_callback(lambda _f, k=len(chunk): on_done(k))
+            futures.append(f)
         return [f.result() for f in futures]
 
     def close(self) -> None:
