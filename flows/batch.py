@@ -8,9 +8,11 @@ duplicates, entities, failures, retries and run counts. A failing batch rolls ba
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from functools import partial
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -22,7 +24,7 @@ from ingest.pipeline import PrepareOutcome, Prepared, StagePool, extract_entitie
 from ingest.settings import Settings
 from flows import progress
 from ingest.boilerplate import site_of
-from warehouse import boilerplate, db, dedup_store, entities_store, loads, queries
+from warehouse import boilerplate, db, dedup_store, entities_store, loads, queries, search
 
 log = logging.getLogger("newsflow")
 
@@ -38,6 +40,17 @@ class RunContext:
     counts: Counter = field(default_factory=Counter)
     # Site -> template lines learned from the warehouse's history, read once per site per run.
     site_lines: dict[str, frozenset[str]] = field(default_factory=dict)
+    # Seconds spent per stage in this process (summed over batches; stages overlap across batches).
+    timings: Counter = field(default_factory=Counter)
+
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        """Add the seconds of the `with` body to `timings[stage]`."""
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[stage] += time.perf_counter() - t
 
     def write(self):  # noqa: ANN201 - context manager from warehouse.db
         """A short write session on the warehouse (released after the batch)."""
@@ -60,8 +73,9 @@ def process_fetched(ctx: RunContext, results: Sequence[FetchResult], *, from_sto
     known = site_template_lines(ctx, ok)
     clean_fn = partial(prepare_pages, site_boilerplate=known) if known else prepare_pages
     # Progress per chunk of articles as the workers finish them; the rest (304s, failures) at once.
-    for part in ctx.pool.map(clean_fn, ok, ctx.settings, on_done=lambda n: progress.advance("process", n)):
-        outcome = outcome.merge(part)
+    with ctx.timed("clean"):
+        for part in ctx.pool.map(clean_fn, ok, ctx.settings, on_done=lambda n: progress.advance("process", n)):
+            outcome = outcome.merge(part)
     progress.advance("process", len(results) - len(ok))
     fetch_failures = [r.failure for r in results if r.failure is not None]
     return load_prepared(
@@ -146,21 +160,28 @@ def load_prepared(
 ) -> Counter:
     """Dedup, NER and load already-prepared articles plus the batch's raw pages (unless store_pages=False) and failures."""
     s = ctx.settings
-    needs_ner, copy_of = _entity_targets(ctx, prepared)
+    with ctx.timed("dedup"):  # the exact-copy shortcut: which articles need NER
+        needs_ner, copy_of = _entity_targets(ctx, prepared)
     entity_results: list[ArticleEntities] = []
-    for part in ctx.pool.map(extract_entities, [p.article for p in needs_ner], s):
-        entity_results.extend(part)
+    with ctx.timed("entities"):
+        for part in ctx.pool.map(extract_entities, [p.article for p in needs_ner], s):
+            entity_results.extend(part)
 
     counts: Counter = Counter(extra_counts or {})
     kinds = {r.url: r.kind for r in pages}
     succeeded_urls = [r.url for r in pages if r.ok] + [p.article.page_url for p in prepared]
     failed_urls = {f.url for f in failures}
+    t_load = time.perf_counter()
+    dedup_s = 0.0
     with ctx.write() as con, db.transaction(con):
         if store_pages:
             loads.save_pages(con, pages, ctx.run_id)
         articles = [p.article for p in prepared]
         write = loads.save_articles(con, articles, ctx.run_id, seen_at=ctx.started_at)
-        boilerplate.save_removed_lines(con, [a for a in articles if a.id in set(write.new) | set(write.updated)])
+        changed_articles = [a for a in articles if a.id in set(write.new) | set(write.updated)]
+        boilerplate.save_removed_lines(con, changed_articles)
+        # The full-text index is written in the same transaction: a committed article is always searchable.
+        search.index_articles(con, changed_articles)
         url_pairs = []
         for p in prepared:
             a = p.article
@@ -178,6 +199,7 @@ def load_prepared(
         touched = set(write.new) | set(write.updated)
         fps = [p.fingerprint for p in prepared if p.article.id in touched]
         if fps:
+            t_dedup = time.perf_counter()
             dedup_store.save_fingerprints(con, fps, s.dedup)
             candidates = dedup_store.find_candidates(con, fps)
             batch = [(p.article, p.fingerprint) for p in prepared if p.article.id in touched]
@@ -186,6 +208,7 @@ def load_prepared(
             # Counted as rows written: with several batches per run the canonical may be the article of
             # an earlier batch, and then the earlier article's row is what changes.
             counts["duplicates"] += dedup_store.save_duplicates(con, matches, ctx.run_id, checked_ids=[a.id for a, _ in batch])
+            dedup_s = time.perf_counter() - t_dedup
 
         if entity_results:
             first_seen = queries.articles_first_seen(con, [e.article_id for e in entity_results])
@@ -208,6 +231,8 @@ def load_prepared(
         counts["unchanged"] += len(write.unchanged)
         counts["failed"] += len(failures)
         loads.add_run_counts(con, ctx.run_id, counts)
+    ctx.timings["dedup"] += dedup_s
+    ctx.timings["load"] += time.perf_counter() - t_load - dedup_s
     ctx.counts.update(counts)
     return counts
 

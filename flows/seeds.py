@@ -23,7 +23,7 @@ def load_seeds(settings: Settings) -> Counter:
         failures: list[Failure] = []
         for path in seed_files(settings.seeds_dir):
             try:
-                prepared.append(prepare_article(load_seed(path), settings))
+                prepared.append(prepare_article(load_seed(path, loaded_at=ctx.started_at), settings))
             except NewsflowError as exc:
                 failures.append(
                     Failure(url=f"seed://{path.name}", source="seed", stage="seed", reason=exc.reason, detail=str(exc), retryable=exc.retryable)

@@ -436,6 +436,11 @@ def init_db(settings: "Settings") -> list[str]:
         with transaction(con):
             apply_views(con)
             apply_comments(con)
+        from warehouse import search  # search imports this module
+
+        with transaction(con):
+            # Articles stored before the search index existed (or imported) get indexed once.
+            search.index_missing(con)
         return applied
 
 

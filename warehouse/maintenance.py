@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from warehouse import db
+from warehouse import db, search
 
 if TYPE_CHECKING:
     from ingest.settings import Settings
@@ -106,6 +106,11 @@ def maintain(settings: "Settings", *, retention_days: float | None = None, full:
             report.steps[name] = round(time.perf_counter() - t0, 3)
             return n
 
+        t0 = time.perf_counter()
+        with db.transaction(con):
+            # One row per term again once per-batch postings pile up (a search reads only its terms' rows).
+            search.compact_search_index(con) if full else search.compact_if_fragmented(con)
+        report.steps["search index"] = round(time.perf_counter() - t0, 3)
         report.flushed = step("flush", f"CALL ducklake_flush_inlined_data('{db.LAKE}')")
         report.merged = step("merge", f"CALL ducklake_merge_adjacent_files('{db.LAKE}')")
         report.expired_snapshots = step("expire", f"CALL ducklake_expire_snapshots('{db.LAKE}', older_than => ?)", [cutoff])

@@ -25,8 +25,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import date, datetime, timezone
 from typing import Any
 
@@ -35,6 +34,7 @@ import pyarrow as pa
 
 from ingest.models import Article
 from ingest.terms import TERMS_VERSION, query_terms, stem, term_counts
+from warehouse.arrow import registered
 
 # BM25 parameters (the usual defaults; Lucene and SQLite FTS5 use the same).
 K1 = 1.2
@@ -56,17 +56,6 @@ _DOCS_SCHEMA = pa.schema(
 TAIL_MERGE_ROWS = 200_000
 # Rows per Parquet row group of merged postings: small groups let a term filter skip almost everything.
 ROW_GROUP_ROWS = 1024
-
-
-@contextmanager
-def registered(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> Iterator[None]:
-    """Expose a columnar Arrow table to SQL as `name` for the block (warehouse.loads.registered takes row
-    dicts; a batch's postings are built as columns)."""
-    con.register(name, table)
-    try:
-        yield
-    finally:
-        con.unregister(name)
 
 
 def _doc_hash(article: Article) -> str:

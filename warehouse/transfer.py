@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import duckdb
 
 from ingest.errors import ConfigError
-from warehouse import db
+from warehouse import db, search
 
 if TYPE_CHECKING:
     from ingest.settings import Settings
@@ -84,6 +84,8 @@ def import_export(settings: "Settings", directory: Path) -> list[TableCopy]:
             bad = [c for c in copies if not c.ok]
             if bad:
                 raise RuntimeError("row counts differ after import: " + ", ".join(f"{c.table} {c.source_rows} vs {c.target_rows}" for c in bad))
+            # The 0.1 warehouse had no search index: build it in the same transaction.
+            search.index_missing(con)
     return copies
 
 
