@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from lake import lake_env, lake_settings
+from lake import lake_env
 
 REPO = Path(__file__).resolve().parent.parent
 CHANGED_PAGE = "harbourgazette/politics/2023/03/06/high-court-quashes-kingsway-bridge-toll.html"
