@@ -1,11 +1,12 @@
-"""Reliability benchmark: hostile corpus, SIGKILL mid-run, and 50 concurrent read-only queries during an ingest.
+"""Reliability benchmark: hostile corpus, SIGKILL mid-run, and 8 reader processes querying all through an ingest.
 
     .venv/bin/python benchmarks/reliability.py
 
 Everything runs on 127.0.0.1 (fixture servers from tests/hostile_site.py; the tests' socket guard is
 installed so nothing can leave loopback). Prints the figures and exits 1 if a must-hold figure fails:
-every hostile case handled, 0 articles lost, 0 duplicate rows, 0 failed concurrent queries, 0 connections
-outside loopback. Takes about 2-3 minutes on 2 cores.
+every distinct hostile input and control article handled, 0 articles lost, 0 duplicate rows, 0 failed
+reader queries and at least 200 that ran inside the writer's run, 0 connections outside loopback.
+Takes several minutes on 2 cores (the reader stress ingests 500 pages).
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ def main() -> int:
         HOSTILE_ENV, NEWSFLOW, build_hostile_site, case_summary, check_cases, cli_env, duplicate_rows, integrity_report, q, serve_many_articles,
     )
     from sitesrv import SiteServer
-    from test_concurrency import stress_readers
+    from lake import lake_env
+    from readers import stress_readers
+    from test_concurrency import MIN_OVERLAPPED, READERS, STRESS_PAGES, ingest_window
 
     figures: dict[str, int] = {}
     problems: list[str] = []
@@ -47,9 +50,9 @@ def main() -> int:
 
         with SiteServer() as trusted, SiteServer() as other:
             site = build_hostile_site(trusted, other, tmp)
-            db = tmp / "hostile.duckdb"
+            db = tmp / "hostile-wh"
             saved = dict(os.environ)
-            os.environ.update({**HOSTILE_ENV, "NEWSFLOW_DB": str(db), "NEWSFLOW_SOURCES_FILE": str(site.sources_file)})
+            os.environ.update({**HOSTILE_ENV, **lake_env(db), "NEWSFLOW_SOURCES_FILE": str(site.sources_file)})
             try:
                 code = cli(["ingest"])
             finally:
@@ -71,7 +74,7 @@ def main() -> int:
         # 2. SIGKILL after the first batch, then a run to completion
         with SiteServer() as srv:
             sources, urls = serve_many_articles(srv, tmp, n=150, delay_s=0.03)
-            kdb = tmp / "kill.duckdb"
+            kdb = tmp / "kill-wh"
             env = cli_env(kdb, sources, tmp / "prefect", NEWSFLOW_BATCH_SIZE="20")
             proc = subprocess.Popen([*NEWSFLOW, "ingest"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
             from test_crash import kill_after_first_batch
@@ -87,22 +90,21 @@ def main() -> int:
                 problems.append(f"kill test: exit {done.returncode}, runs {rep['statuses']}: {done.stderr[-500:]}")
         t2 = time.monotonic()
 
-        # 3. 50 read-only queries (20 via the CLI) while an ingest writes
+        # 3. reader processes querying without pause for the whole of an ingest of 500 pages
         with SiteServer() as srv:
-            sources, urls = serve_many_articles(srv, tmp, n=80, delay_s=0.02, name="conc")
-            cdb = tmp / "conc.duckdb"
-            env = cli_env(cdb, sources, tmp / "prefect", NEWSFLOW_BATCH_SIZE="10")
+            sources, urls = serve_many_articles(srv, tmp, n=STRESS_PAGES, delay_s=0, name="conc")
+            cdb = tmp / "conc-wh"
+            env = cli_env(cdb, sources, tmp / "prefect", NEWSFLOW_BATCH_SIZE="50")
             subprocess.run([*NEWSFLOW, "init"], env=env, capture_output=True, timeout=120)
-            writer = subprocess.Popen([*NEWSFLOW, "ingest"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            time.sleep(1.0)
-            res = stress_readers(cdb, env, writer)
-            _, werr = writer.communicate(timeout=600)
-            figures["concurrent queries tried"] = res["tried"]
-            figures["concurrent queries failed"] = res["failed"]
-            figures["queries while the writer ran"] = res["during_writer"]
+            res = stress_readers([*NEWSFLOW, "ingest"], env, tmp / "readers", lambda: ingest_window(cdb), n_readers=READERS)
+            figures["reader processes"] = res["readers"]
+            figures["reader queries tried"] = res["tried"]
+            figures["reader queries inside the run"] = res["overlapped"]
+            figures["reader queries failed"] = res["failed"]
+            latency = f"p50 {res['p50_ms']:.0f} ms, p95 {res['p95_ms']:.0f} ms over {res['run_s']:.0f} s of writing"
             problems += res["errors"][:3]
-            if writer.returncode != 0:
-                problems.append(f"writer under read load: exit {writer.returncode}: {werr[-500:]}")
+            if res["writer_exit"] != 0:
+                problems.append(f"writer under read load: exit {res['writer_exit']}: {res['writer_stderr'][-500:]}")
         t3 = time.monotonic()
 
     must = {
@@ -111,7 +113,8 @@ def main() -> int:
         "articles lost": figures["articles lost"] == 0,
         "duplicate rows": figures["duplicate rows"] == 0,
         "half-written articles": figures["half-written articles"] == 0,
-        "concurrent queries failed": figures["concurrent queries failed"] == 0,
+        "reader queries failed": figures["reader queries failed"] == 0,
+        "reader queries inside the run": figures["reader queries inside the run"] >= MIN_OVERLAPPED,
         "connections outside loopback": figures["connections outside loopback"] == 0,
         "requests to unconfigured private host": figures["requests to unconfigured private host"] == 0,
     }
@@ -119,6 +122,7 @@ def main() -> int:
     for k, v in figures.items():
         flag = "" if k not in must else ("  ok" if must[k] else "  FAIL")
         print(f"{k:<{width}}  {v:>5}{flag}")
+    print(f"{'reader latency inside the run':<{width}}  {latency}")
     print(f"{'seconds (hostile / kill / readers)':<{width}}  {t1 - t0:.0f} / {t2 - t1:.0f} / {t3 - t2:.0f}")
     for p in problems:
         print("problem:", p)

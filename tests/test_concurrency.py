@@ -1,18 +1,18 @@
-"""Concurrent access: `newsflow sql` stays read-only, readers succeed while an ingest writes, and two
-ingests started together run one after the other without corrupting anything."""
+"""Concurrent access: `newsflow sql` stays read-only, 8 reader processes querying without pause all through
+an ingest of 500 pages never fail, and two ingests started together run one after the other without
+corrupting anything."""
 
 from __future__ import annotations
 
+import os
 import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from hostile_site import NEWSFLOW, cli_env, integrity_report, q, serve_many_articles
 from prefect_fixtures import prefect_api  # noqa: F401  (fixture)
+from readers import stress_readers
 from sitesrv import SiteServer
 
 pytestmark = pytest.mark.slow
@@ -68,75 +68,39 @@ def test_sql_cannot_read_files(loaded: dict) -> None:
     assert r.returncode == 2 and "passwd" not in r.stdout and "root:" not in r.stdout
 
 
-def _reader_script(db: Path, n: int) -> str:
-    return (
-        "import sys, json\n"
-        "from warehouse.readonly import run_readonly\n"
-        "from ingest.settings import Settings\n"
-        "ok = fail = 0\n"
-        f"for i in range({n}):\n"
-        "    try:\n"
-        f"        run_readonly(Settings(), 'select count(*), max(fetched_at) from articles join pages on pages.url = articles.page_url')\n"
-        "        ok += 1\n"
-        "    except Exception as e:\n"
-        "        fail += 1; print('FAIL', type(e).__name__, e, file=sys.stderr)\n"
-        "print(json.dumps({'ok': ok, 'fail': fail}))\n"
-    )
+# The reader stress: N reader processes (default 8) for the whole of an ingest of 500 pages.
+READERS = int(os.environ.get("NEWSFLOW_TEST_READERS", "8"))
+STRESS_PAGES = 500
+MIN_OVERLAPPED = 200
 
 
-def stress_readers(db: Path, env: dict, writer: subprocess.Popen, cli_queries: int = 20, api_queries: int = 30) -> dict:
-    """`cli_queries` `newsflow sql` subprocesses (2 at a time) plus one Python process doing `api_queries`
-    run_readonly calls, all while `writer` runs. Returns counts and the error output of failures."""
-    import json
-
-    results: dict = {"tried": 0, "failed": 0, "errors": [], "during_writer": 0}
-    lock = threading.Lock()
-    api = subprocess.Popen([sys.executable, "-c", _reader_script(db, api_queries)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    def cli_worker(k: int) -> None:
-        for i in range(k):
-            alive = writer.poll() is None
-            r = subprocess.run([*NEWSFLOW, "sql", "select source, count(*) from articles group by source", "--format", "json"], env=env, capture_output=True, text=True, timeout=120)
-            with lock:
-                results["tried"] += 1
-                results["during_writer"] += alive
-                if r.returncode != 0:
-                    results["failed"] += 1
-                    results["errors"].append(r.stderr.strip())
-
-    threads = [threading.Thread(target=cli_worker, args=(cli_queries // 2,)) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    out, err = api.communicate(timeout=300)
-    res = json.loads(out.strip().splitlines()[-1])
-    results["tried"] += res["ok"] + res["fail"]
-    results["failed"] += res["fail"]
-    if res["fail"]:
-        results["errors"].append(err[-2000:])
-    return results
+def ingest_window(wh: Path) -> tuple[float, float]:
+    """(started_at, finished_at) of the last ingest run, in epoch seconds."""
+    start, end = q(wh, "select epoch(started_at), epoch(finished_at) from runs where flow = 'ingest' order by id desc limit 1")[0]
+    return float(start), float(end)
 
 
 def test_readers_succeed_while_ingest_writes(prefect_api: None, site: SiteServer, tmp_path: Path) -> None:
-    sources, urls = serve_many_articles(site, tmp_path, n=80, delay_s=0.02)
-    db = tmp_path / "wh"
-    env = cli_env(db, sources, tmp_path / "prefect", NEWSFLOW_BATCH_SIZE="10")
+    sources, urls = serve_many_articles(site, tmp_path, n=STRESS_PAGES, delay_s=0)
+    wh = tmp_path / "wh"
+    env = cli_env(wh, sources, tmp_path / "prefect", NEWSFLOW_BATCH_SIZE="50")
     assert subprocess.run([*NEWSFLOW, "init"], env=env, capture_output=True, timeout=120).returncode == 0
-    writer = subprocess.Popen([*NEWSFLOW, "ingest"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        time.sleep(1.0)
-        res = stress_readers(db, env, writer)
-        _, werr = writer.communicate(timeout=300)
-    finally:
-        if writer.poll() is None:
-            writer.kill()
-    assert res["tried"] == 50
-    assert res["failed"] == 0, res["errors"][:3]
-    assert res["during_writer"] >= 5, "the writer finished before the readers got going"
-    assert writer.returncode == 0, werr[-2000:]
-    rep = integrity_report(db, urls)
-    assert rep["lost"] == [] and set(rep["duplicates"].values()) == {0} and rep["half_written"] == 0
+    res = stress_readers([*NEWSFLOW, "ingest"], env, tmp_path / "readers", lambda: ingest_window(wh), n_readers=READERS)
+    print(
+        f"\n{res['readers']} readers during an ingest of {STRESS_PAGES} pages ({res['run_s']:.0f} s): "
+        f"{res['tried']} queries tried, {res['overlapped']} inside the run, {res['failed']} failed; "
+        f"latency p50 {res['p50_ms']:.0f} ms, p95 {res['p95_ms']:.0f} ms; "
+        f"most articles a reader saw during the run: {res['max_articles_seen_during_run']}"
+    )
+    assert res["writer_exit"] == 0, res["writer_stderr"]
+    assert res["readers_exited"] == [0] * READERS, res["errors"]
+    assert res["failed"] == 0, res["errors"]
+    assert res["overlapped"] >= MIN_OVERLAPPED, res
+    # The readers saw the writer's batches land (not one stale snapshot), and never a half-loaded run.
+    assert 0 < res["max_articles_seen_during_run"] <= STRESS_PAGES
+    rep = integrity_report(wh, urls)
+    assert rep["lost"] == [] and rep["articles"] == STRESS_PAGES
+    assert set(rep["duplicates"].values()) == {0} and rep["half_written"] == 0
 
 
 def test_two_ingests_at_once_take_turns(prefect_api: None, site: SiteServer, tmp_path: Path) -> None:
