@@ -7,6 +7,7 @@ task runs cost ~24 ms of CPU each and can stall the Prefect API.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -155,6 +156,12 @@ def fetch_batch(
     return results
 
 
+def log_timings(ctx: RunContext, started: float) -> None:
+    """One INFO line with the seconds per stage (summed over batches; they overlap) and the flow's own wall time."""
+    t = dict(ctx.timings, flow=time.perf_counter() - started)
+    log_stage("timings", **{f"{k}_s": round(v, 2) for k, v in t.items()})
+
+
 @task(name="process-batch", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=retry_if_retryable)
 def process_batch(ctx: RunContext, results: list[FetchResult]) -> dict[str, int]:
     """Clean, dedup, extract entities and load one batch in one warehouse transaction."""
@@ -191,7 +198,8 @@ def fetch_and_process(
     session = session if session is not None else FetchSession(ctx.settings.fetch.user_agent)
     next_fetch = fetch_batch.submit(ctx.settings, slices[0], mirrors, session)
     for i in range(len(slices)):
-        results = next_fetch.result()
+        with ctx.timed("fetch wait"):
+            results = next_fetch.result()
         if i + 1 < len(slices):
             next_fetch = fetch_batch.submit(ctx.settings, slices[i + 1], mirrors, session)
         process_batch(ctx, results)
@@ -215,19 +223,23 @@ def ingest(
     selected, mirrors = select_sources(settings, sources, feeds, urls_file, path)
     settings = with_source_languages(settings, selected)
     params = {"sources": sources, "feeds": feeds, "urls_file": urls_file, "path": path}
+    started = time.perf_counter()
     with warehouse_run(settings, flow="ingest", trigger=trigger, params=params, sources=[x.name for x in selected]) as ctx:
         register_sources(ctx, selected)
         # One politeness state for the whole run: discovery and every fetch batch share robots.txt and host clocks.
         session = FetchSession(settings.fetch.user_agent)
         progress.status(f"discovering articles in {len(selected)} source(s)")
-        found = discover_sources(ctx, selected, mirrors, session=session)
+        with ctx.timed("discover"):
+            found = discover_sources(ctx, selected, mirrors, session=session)
         progress.status("planning what to fetch")
-        local = new_local_pages(ctx, found.pages)
-        requests = plan_fetches(ctx, found.items, selected)
+        with ctx.timed("plan"):
+            local = new_local_pages(ctx, found.pages)
+            requests = plan_fetches(ctx, found.items, selected)
         progress.expect("fetch", len(requests))
         progress.expect("process", len(local) + len(requests))
         progress.status(f"fetching {len(requests)} and processing {len(local) + len(requests)} pages")
         for batch in batches(local, settings.batch_size):
             process_batch(ctx, batch)
         fetch_and_process(ctx, requests, mirrors, session)
+        log_timings(ctx, started)
         return {"run_id": ctx.run_id, **dict(ctx.counts)}

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from flows.cli._output import EXIT_OK, flow_display, load_settings, print_failures, summarise
+from flows.cli._output import EXIT_OK, flow_display, load_settings, print_failures, summarise, use_running_prefect_server
 
 
 def run(args: argparse.Namespace) -> int:
@@ -18,6 +18,7 @@ def run(args: argparse.Namespace) -> int:
     # names, sources.toml (schedules included). A mistake is one line, exit 2, nothing written.
     select_sources(settings, args.source or None, args.feed or None, args.urls, args.path)
     check_models(settings)
+    use_running_prefect_server()  # before Prefect loads: a running `newsflow server` spares its temporary server
     with flow_display("starting Prefect (ingest)"):
         from flows.ingest import ingest
 

@@ -429,6 +429,59 @@ def flow_display(first_status: str) -> Iterator[ProgressDisplay]:
             progress.install(None)
 
 
+# The address `newsflow server` listens on by default (flows/cli/_server_command.py).
+DEFAULT_PREFECT_API_URL = "http://127.0.0.1:4200/api"
+
+
+def _prefect_api_url_configured() -> bool:
+    """True when the user set a Prefect API URL: PREFECT_API_URL, the active Prefect profile, or ./prefect.toml.
+
+    Read without importing Prefect, so the answer can still change what Prefect reads when it loads.
+    """
+    import tomllib
+
+    if os.environ.get("PREFECT_API_URL"):
+        return True
+    home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+    profiles = Path(os.environ.get("PREFECT_PROFILES_PATH") or home / "profiles.toml").expanduser()
+    try:
+        data = tomllib.loads(profiles.read_text(encoding="utf-8")) if profiles.is_file() else {}
+        active = os.environ.get("PREFECT_PROFILE") or data.get("active") or "ephemeral"
+        if data.get("profiles", {}).get(active, {}).get("PREFECT_API_URL"):
+            return True
+        local = Path("prefect.toml")
+        if local.is_file() and tomllib.loads(local.read_text(encoding="utf-8")).get("api", {}).get("url"):
+            return True
+    except (OSError, ValueError):  # an unreadable profile: Prefect will report it itself
+        return False
+    return False
+
+
+def use_running_prefect_server() -> str | None:
+    """Before Prefect is imported: point this process at a Prefect server already running at the default address.
+
+    With no API URL configured, every flow run starts and stops Prefect's temporary server, ~10 s on a
+    2-core machine: most of a run with nothing to do. A server started once with `newsflow server`
+    answers at DEFAULT_PREFECT_API_URL; when it does, PREFECT_API_URL is set to it for this process
+    (runs, logs and the writer slot go there, as with an explicit PREFECT_API_URL). Otherwise the user
+    is told once, on stderr, why the run is slow to start and how to avoid it. Returns the URL used, or
+    None (configured by the user, or the temporary server).
+    """
+    if _prefect_api_url_configured():
+        return None
+    from flows.prefect_server import server_healthy
+
+    if server_healthy(DEFAULT_PREFECT_API_URL, timeout_s=1.0):
+        os.environ["PREFECT_API_URL"] = DEFAULT_PREFECT_API_URL
+        return DEFAULT_PREFECT_API_URL
+    print(
+        f"newsflow: no Prefect server at {DEFAULT_PREFECT_API_URL}; starting a temporary one for this run (~10 s). "
+        "Start one once with `newsflow server` and runs skip that.",
+        file=sys.stderr,
+    )
+    return None
+
+
 # ---------------------------------------------------------------- run summaries
 
 SUMMARY_KEYS = ["discovered", "fetched", "not_modified", "new", "updated", "unchanged", "duplicates", "entities", "failed"]
