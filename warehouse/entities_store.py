@@ -122,7 +122,9 @@ def _resolve(con: duckdb.DuckDBPyConnection, batch: dict[str, _BatchEntity]) -> 
     key_to_id: dict[str, int] = {}
     new: list[_Known] = []
     upgraded: list[_Known] = []
-    taken_ids: set[int] = set(by_id)
+    # Ids a new entity would get that some stored entity already has (an upgraded name keeps its first
+    # key's id, or a hash collision): one set-based query for the batch, not one query per new entity.
+    taken_ids: set[int] = set(by_id) | _ids_existing(con, {entity_id_for(k) for k in batch if k not in by_key})
 
     def same_type_multiword(alias: str, etype: str, exclude: int | None = None) -> set[int]:
         return {i for i in alias_index.get(alias, ()) if i != exclude and by_id[i].type == etype and by_id[i].multiword}
@@ -147,7 +149,7 @@ def _resolve(con: duckdb.DuckDBPyConnection, batch: dict[str, _BatchEntity]) -> 
                 upgraded.append(known)
         if known is None:
             salt, new_id = 0, entity_id_for(e.key)
-            while new_id in taken_ids or _id_exists(con, new_id):
+            while new_id in taken_ids or (salt > 0 and _id_exists(con, new_id)):
                 salt += 1
                 new_id = entity_id_for(e.key, salt)
             known = _Known(new_id, e.key, e.name, e.type)
@@ -158,6 +160,14 @@ def _resolve(con: duckdb.DuckDBPyConnection, batch: dict[str, _BatchEntity]) -> 
         for a in e.aliases:
             alias_index.setdefault(a, set()).add(known.id)
     return key_to_id, new, upgraded
+
+
+def _ids_existing(con: duckdb.DuckDBPyConnection, ids: set[int]) -> set[int]:
+    """The ids among `ids` that stored entities already have."""
+    if not ids:
+        return set()
+    with registered(con, "_ent_ids", [{"id": i} for i in ids], _IDS_SCHEMA):
+        return {row[0] for row in con.execute("SELECT e.id FROM entities e JOIN _ent_ids q ON e.id = q.id").fetchall()}
 
 
 def _id_exists(con: duckdb.DuckDBPyConnection, entity_id: int) -> bool:
