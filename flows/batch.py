@@ -11,7 +11,7 @@ import logging
 import time
 from collections import Counter
 from functools import partial
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,7 +20,7 @@ from ingest import dedup
 from ingest.canonical import canonicalize
 from ingest.entities import expected_run
 from ingest.models import ArticleEntities, Failure, FetchResult
-from ingest.pipeline import PrepareOutcome, Prepared, StagePool, extract_entities, prepare_pages
+from ingest.pipeline import Pending, PrepareOutcome, Prepared, StagePool, extract_entities, prepare_pages
 from ingest.settings import Settings
 from flows import progress
 from ingest.boilerplate import site_of
@@ -62,19 +62,40 @@ def failure_kind(failure: Failure, kinds: dict[str, str]) -> tuple[Failure, str]
     return failure, kinds.get(failure.url, "article")
 
 
-def process_fetched(ctx: RunContext, results: Sequence[FetchResult], *, from_store: bool = False) -> Counter:
+@dataclass
+class Cleaning:
+    """A batch whose clean+fingerprint stage was queued in the worker pool (start_cleaning)."""
+
+    results: list[FetchResult]
+    pending: Pending[PrepareOutcome]
+
+
+def start_cleaning(ctx: RunContext, results: Sequence[FetchResult]) -> Cleaning:
+    """Queue clean+fingerprint of a batch's pages in the workers, without waiting (overlaps the previous batch's load)."""
+    ok = [r for r in results if r.ok]
+    known = site_template_lines(ctx, ok)
+    clean_fn = partial(prepare_pages, site_boilerplate=known) if known else prepare_pages
+    # Progress per chunk of articles as the workers finish them; the rest (304s, failures) when processed.
+    return Cleaning(list(results), ctx.pool.submit(clean_fn, ok, ctx.settings, on_done=lambda n: progress.advance("process", n)))
+
+
+def process_fetched(
+    ctx: RunContext, results: Sequence[FetchResult], *, from_store: bool = False,
+    cleaning: Cleaning | None = None, while_ner: Callable[[], None] | None = None,
+) -> Counter:
     """Clean, dedup, extract entities and load one batch of fetch results (200s, 304s and failures).
 
     `from_store`: the results were rebuilt from stored `pages` rows (re-processing), so the raw pages
-    are not written back and nothing counts as fetched.
+    are not written back and nothing counts as fetched. `cleaning`: this batch's clean stage, already
+    queued by start_cleaning. `while_ner`: called once NER of this batch is queued in the workers,
+    before waiting for it (the caller queues the next batch's cleaning there, so the workers clean it
+    while this batch loads).
     """
+    cleaning = cleaning if cleaning is not None else start_cleaning(ctx, results)
     ok = [r for r in results if r.ok]
     outcome = PrepareOutcome()
-    known = site_template_lines(ctx, ok)
-    clean_fn = partial(prepare_pages, site_boilerplate=known) if known else prepare_pages
-    # Progress per chunk of articles as the workers finish them; the rest (304s, failures) at once.
     with ctx.timed("clean"):
-        for part in ctx.pool.map(clean_fn, ok, ctx.settings, on_done=lambda n: progress.advance("process", n)):
+        for part in cleaning.pending.result():
             outcome = outcome.merge(part)
     progress.advance("process", len(results) - len(ok))
     fetch_failures = [r.failure for r in results if r.failure is not None]
@@ -85,6 +106,7 @@ def process_fetched(ctx: RunContext, results: Sequence[FetchResult], *, from_sto
         failures=fetch_failures + outcome.failures,
         extra_counts=Counter(fetched=0 if from_store else len(ok), not_modified=sum(1 for r in results if r.not_modified)),
         store_pages=not from_store,
+        while_ner=while_ner,
     )
 
 
@@ -157,14 +179,21 @@ def load_prepared(
     aliases: Sequence[tuple[str, str]] = (),
     extra_counts: Counter | None = None,
     store_pages: bool = True,
+    while_ner: Callable[[], None] | None = None,
 ) -> Counter:
-    """Dedup, NER and load already-prepared articles plus the batch's raw pages (unless store_pages=False) and failures."""
+    """Dedup, NER and load already-prepared articles plus the batch's raw pages (unless store_pages=False) and failures.
+
+    `while_ner` is called once this batch's NER is queued, before waiting for it (see process_fetched).
+    """
     s = ctx.settings
     with ctx.timed("dedup"):  # the exact-copy shortcut: which articles need NER
         needs_ner, copy_of = _entity_targets(ctx, prepared)
+    ner = ctx.pool.submit(extract_entities, [p.article for p in needs_ner], s)
+    if while_ner is not None:
+        while_ner()
     entity_results: list[ArticleEntities] = []
     with ctx.timed("entities"):
-        for part in ctx.pool.map(extract_entities, [p.article for p in needs_ner], s):
+        for part in ner.result():
             entity_results.extend(part)
 
     counts: Counter = Counter(extra_counts or {})

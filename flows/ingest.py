@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,7 +18,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows import progress
-from flows.batch import RunContext, process_fetched, record_discovery
+from flows.batch import Cleaning, RunContext, process_fetched, record_discovery, start_cleaning
 from flows.compute import SettingsTaskRunner
 # Checked without Prefect (flows/inputs.py): the CLI runs the same checks before the flow starts.
 from flows.inputs import select_sources
@@ -28,6 +29,7 @@ from ingest.errors import is_retryable
 from ingest.fetch import FetchSession, fetch_all
 from ingest.language import languages_by_source
 from ingest.models import DiscoveredItem, FetchRequest, FetchResult
+from ingest.pipeline import warm_models
 from ingest.settings import Settings
 from ingest.sources import Source, SourceKind
 from warehouse import db, loads, queries
@@ -163,9 +165,11 @@ def log_timings(ctx: RunContext, started: float) -> None:
 
 
 @task(name="process-batch", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=retry_if_retryable)
-def process_batch(ctx: RunContext, results: list[FetchResult]) -> dict[str, int]:
-    """Clean, dedup, extract entities and load one batch in one warehouse transaction."""
-    counts = process_fetched(ctx, results)  # advances the progress bar per chunk of articles
+def process_batch(
+    ctx: RunContext, results: list[FetchResult], cleaning: Cleaning | None = None, while_ner: Callable[[], None] | None = None
+) -> dict[str, int]:
+    """Clean, dedup, extract entities and load one batch in one warehouse transaction (see flows.batch.process_fetched)."""
+    counts = process_fetched(ctx, results, cleaning=cleaning, while_ner=while_ner)  # advances the progress bar per chunk
     log_stage("batch", pages=len(results), **{k: counts.get(k, 0) for k in ("fetched", "not_modified", "new", "updated", "unchanged", "duplicates", "entities", "failed")})
     return dict(counts)
 
@@ -188,21 +192,36 @@ def batches(items: Sequence[Any], size: int) -> list[list[Any]]:
 def fetch_and_process(
     ctx: RunContext, requests: list[FetchRequest], mirrors: dict[str, str], session: FetchSession | None = None
 ) -> None:
-    """Fetch batch i+1 while batch i is processed; loads stay sequential (one writer).
+    """Fetch, clean, NER and load batches so that both cores stay busy; loads stay sequential (one writer).
 
+    Batch i+1 is fetched (threads) while batch i is processed, and is queued for cleaning in the
+    workers right behind batch i's NER, so the workers clean it while this process loads batch i.
     All batches share one FetchSession (the run's, or a new one), so politeness holds across them.
     """
     slices = batches(requests, ctx.settings.batch_size)
     if not slices:
         return
     session = session if session is not None else FetchSession(ctx.settings.fetch.user_agent)
-    next_fetch = fetch_batch.submit(ctx.settings, slices[0], mirrors, session)
-    for i in range(len(slices)):
+    fetches = [fetch_batch.submit(ctx.settings, slices[0], mirrors, session)]
+
+    def fetched(i: int) -> list[FetchResult]:
+        """Batch i's fetch results; then batch i+1's fetch starts (one fetch at a time: politeness)."""
         with ctx.timed("fetch wait"):
-            results = next_fetch.result()
+            results = fetches[i].result()
         if i + 1 < len(slices):
-            next_fetch = fetch_batch.submit(ctx.settings, slices[i + 1], mirrors, session)
-        process_batch(ctx, results)
+            fetches.append(fetch_batch.submit(ctx.settings, slices[i + 1], mirrors, session))
+        return results
+
+    cleanings = [start_cleaning(ctx, fetched(0))]
+
+    def queue_next(i: int) -> None:
+        """Queue batch i+1's cleaning (once, even when Prefect retries batch i)."""
+        if i + 1 < len(slices) and len(cleanings) == i + 1:
+            cleanings.append(start_cleaning(ctx, fetched(i + 1)))
+
+    for i in range(len(slices)):
+        process_batch(ctx, cleanings[i].results, cleanings[i], partial(queue_next, i))
+        queue_next(i)  # when batch i needed no NER hook (nothing to process), or it failed before it
 
 
 # Threads or Dask, chosen per run from NEWSFLOW_TASK_RUNNER (see flows/compute.py).
@@ -238,6 +257,9 @@ def ingest(
         progress.expect("fetch", len(requests))
         progress.expect("process", len(local) + len(requests))
         progress.status(f"fetching {len(requests)} and processing {len(local) + len(requests)} pages")
+        if requests or local:
+            # Workers start and load the spaCy model while the first batch is fetched and cleaned.
+            ctx.pool.warm(partial(warm_models, settings))
         for batch in batches(local, settings.batch_size):
             process_batch(ctx, batch)
         fetch_and_process(ctx, requests, mirrors, session)

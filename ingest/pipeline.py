@@ -10,8 +10,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Callable, Collection, Mapping, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
-from typing import TypeVar
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from typing import Generic, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -82,6 +82,14 @@ def extract_entities(articles: Sequence[Article], settings: Settings) -> list[Ar
     return entities.extract_entities(list(articles), settings.entities)
 
 
+def warm_models(settings: Settings) -> None:
+    """Load the spaCy models the entities stage will use (cached per process): run in each worker before NER is needed."""
+    from ingest import entities
+
+    for model in dict.fromkeys(settings.entities.models_by_language.values()):
+        entities.load_nlp(model, sentences_before_ner=settings.entities.sentences_before_ner)
+
+
 def _worker_init() -> None:
     """Keep each worker's numeric libraries single-threaded: two processes on two cores, not 2xN threads."""
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -98,6 +106,24 @@ def _chunks(items: Sequence[T], n: int) -> list[list[T]]:
         out.append(list(items[start:end]))
         start = end
     return out
+
+
+def _worker_ready() -> None:
+    """Nothing: submitted once per worker to start it."""
+
+
+class Pending(Generic[R]):
+    """Results of StagePool.submit: one per chunk, in order, once `result()` has waited for them (kept after)."""
+
+    def __init__(self, done: list[R] | None = None, futures: Sequence[Future] = ()) -> None:
+        self._done = done
+        self._futures = list(futures)
+
+    def result(self) -> list[R]:
+        """Wait for every chunk; the same list on every call."""
+        if self._done is None:
+            self._done = [f.result() for f in self._futures]
+        return self._done
 
 
 class StagePool:
@@ -123,6 +149,22 @@ class StagePool:
             self._owned = True
         return self._executor
 
+    def start(self) -> "StagePool":
+        """Start the worker processes now (they spawn in the background), so the first batch does not wait for them."""
+        if self._executor is None and self.workers > 1:
+            executor = self._get_executor()
+            # A no-op call per worker makes ProcessPoolExecutor spawn them all at once.
+            for _ in range(self.workers):
+                executor.submit(_worker_ready)
+        return self
+
+    def warm(self, fn: Callable[[], object]) -> None:
+        """Run `fn` once in each worker without waiting (e.g. load the spaCy model while the flow discovers and fetches)."""
+        executor = self._get_executor() if self.workers > 1 else None
+        if executor is not None:
+            for _ in range(self.workers):
+                executor.submit(fn)
+
     def map(
         self, fn: Callable[[Sequence[T], Settings], R], items: Sequence[T], settings: Settings,
         on_done: Callable[[int], None] | None = None,
@@ -131,8 +173,19 @@ class StagePool:
 
         `on_done(k)` is called as each chunk of k items finishes (progress per article, not per batch).
         """
+        return self.submit(fn, items, settings, on_done).result()
+
+    def submit(
+        self, fn: Callable[[Sequence[T], Settings], R], items: Sequence[T], settings: Settings,
+        on_done: Callable[[int], None] | None = None,
+    ) -> "Pending[R]":
+        """Like map, without waiting: the chunks queue in the workers behind earlier submissions.
+
+        This is how batches overlap: the flow queues NER of batch i, then cleaning of batch i+1, and
+        loads batch i while the workers clean. Small batches (no executor needed) run here, at once.
+        """
         if not items:
-            return []
+            return Pending([])
         # Up to 4 chunks per worker: progress moves in small steps, and a slow chunk (one huge page)
         # does not leave the other worker idle until the batch ends.
         n = min(self.workers * 4, max(1, len(items) // self.min_chunk))
@@ -146,14 +199,14 @@ class StagePool:
             out = [fn(items, settings)]
             if on_done:
                 on_done(len(items))
-            return out
+            return Pending(out)
         futures = []
         for chunk in _chunks(items, n):
             f = executor.submit(fn, chunk, settings)
             if on_done:
                 f.add_done_callback(lambda _f, k=len(chunk): on_done(k))
             futures.append(f)
-        return [f.result() for f in futures]
+        return Pending(futures=futures)
 
     def close(self) -> None:
         """Shut down worker processes this pool started."""

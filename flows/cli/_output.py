@@ -457,12 +457,12 @@ def _prefect_api_url_configured() -> bool:
     return False
 
 
-def use_running_prefect_server() -> str | None:
+def use_running_prefect_server(api_url: str = DEFAULT_PREFECT_API_URL) -> str | None:
     """Before Prefect is imported: point this process at a Prefect server already running at the default address.
 
     With no API URL configured, every flow run starts and stops Prefect's temporary server, ~10 s on a
     2-core machine: most of a run with nothing to do. A server started once with `newsflow server`
-    answers at DEFAULT_PREFECT_API_URL; when it does, PREFECT_API_URL is set to it for this process
+    answers at `api_url` (default DEFAULT_PREFECT_API_URL); when it does, PREFECT_API_URL is set to it for this process
     (runs, logs and the writer slot go there, as with an explicit PREFECT_API_URL). Otherwise the user
     is told once, on stderr, why the run is slow to start and how to avoid it. Returns the URL used, or
     None (configured by the user, or the temporary server).
@@ -471,11 +471,11 @@ def use_running_prefect_server() -> str | None:
         return None
     from flows.prefect_server import server_healthy
 
-    if server_healthy(DEFAULT_PREFECT_API_URL, timeout_s=1.0):
-        os.environ["PREFECT_API_URL"] = DEFAULT_PREFECT_API_URL
-        return DEFAULT_PREFECT_API_URL
+    if server_healthy(api_url, timeout_s=1.0):
+        os.environ["PREFECT_API_URL"] = api_url
+        return api_url
     print(
-        f"newsflow: no Prefect server at {DEFAULT_PREFECT_API_URL}; starting a temporary one for this run (~10 s). "
+        f"newsflow: no Prefect server at {api_url}; starting a temporary one for this run (~10 s). "
         "Start one once with `newsflow server` and runs skip that.",
         file=sys.stderr,
     )
