@@ -300,6 +300,7 @@ class RunResult:
     peak_mb: float
     stages: dict[str, float]
     log: str
+    cpu_s: float = 0.0  # user + system seconds of the process tree (a figure the machine's load changes less)
 
 
 STAGE_LINE = re.compile(r"\b(discover|plan|fetch|clean|dedup|entities|load|batch|timings|maintenance): (.*)$")
@@ -340,7 +341,10 @@ def run_ingest(env: dict[str, str]) -> RunResult:
         stdout, stderr = out.read(), err.read()
     if proc.returncode != 0:
         raise SystemExit(f"newsflow ingest failed ({proc.returncode}):\n{stderr[-4000:]}")
-    return RunResult(wall=wall, peak_mb=usage.ru_maxrss / 1024, stages=parse_stages(stderr + stdout), log=stderr)
+    return RunResult(
+        wall=wall, peak_mb=usage.ru_maxrss / 1024, stages=parse_stages(stderr + stdout), log=stderr,
+        cpu_s=usage.ru_utime + usage.ru_stime,
+    )
 
 
 def live_files(env: dict[str, str]) -> int:
@@ -426,7 +430,7 @@ def print_result(r: SizeResult) -> None:
     """Per-stage table of one size."""
     print(f"\n== {r.pages} pages (load average {r.load} when started; per-host delay 0)")
     print(f"bare loop, 1 process (trafilatura.extract + spaCy NER, model load incl.): {r.bare_s:7.1f} s  {r.pages / r.bare_s:6.1f} pages/s")
-    print(f"newsflow ingest: {r.first.wall:7.1f} s wall  {r.pages / r.first.wall:6.1f} pages/s  peak RSS {r.first.peak_mb:.0f} MB (largest process)")
+    print(f"newsflow ingest: {r.first.wall:7.1f} s wall  {r.pages / r.first.wall:6.1f} pages/s  {r.first.cpu_s:.0f} CPU s  peak RSS {r.first.peak_mb:.0f} MB (largest process)")
     print(f"  articles {r.articles}, duplicates {r.duplicates}, live data files {r.files}")
     st = r.first.stages
     staged = 0.0
@@ -440,7 +444,7 @@ def print_result(r: SizeResult) -> None:
         print(f"  {'flow run (stages overlap)':28} {flow_s:8.1f}")
         staged = flow_s
     print(f"  {'Prefect + start-up + exit':28} {r.first.wall - staged:8.1f}")
-    print(f"no-op newsflow ingest: {r.noop.wall:.1f} s wall (flow {r.noop.stages.get('flow', 0):.1f} s)")
+    print(f"no-op newsflow ingest: {r.noop.wall:.1f} s wall, {r.noop.cpu_s:.1f} CPU s (flow {r.noop.stages.get('flow', 0):.1f} s, load average {load_avg()})")
 
 
 def main() -> int:
@@ -464,7 +468,12 @@ def main() -> int:
         server = None
         # The run's INFO lines (one per stage, and `timings:`) on stderr; newsflow's default is WARNING.
         base_env["PREFECT_LOGGING_LEVEL"] = "INFO"
-        if not args.no_server:
+        from flows.prefect_server import server_healthy
+
+        if not args.no_server and server_healthy("http://127.0.0.1:4200/api"):
+            base_env.pop("PREFECT_API_URL", None)
+            print("Prefect: a server already answers on the default port 4200 (`newsflow server`); `newsflow ingest` finds it (PREFECT_API_URL unset)")
+        elif not args.no_server:
             port = 4200 if not port_open(4200) else free_port()
             exe = Path(sys.executable).parent / "newsflow"
             server = subprocess.Popen([str(exe), "server", "--no-ui", "--port", str(port)], env=base_env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
