@@ -73,6 +73,8 @@ def newsflow_ingest(site_dir: Path, workers: int, tmp: Path, exe: Path | None = 
         "NEWSFLOW_CLEAN__LANGUAGES": '["en"]',
         "PREFECT_HOME": str(tmp / "prefect-home"),
     }
+    if exe is not None:
+        env.pop("PYTHONPATH", None)  # the other installation runs its own code
     exe = exe or Path(sys.executable).parent / "newsflow"
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t = time.perf_counter()
