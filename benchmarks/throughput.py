@@ -326,12 +326,16 @@ def parse_stages(log: str) -> dict[str, float]:
     return out
 
 
-def run_ingest(env: dict[str, str]) -> RunResult:
-    """`newsflow ingest` (no options: every source in sources.toml) in a subprocess; rusage of its whole tree."""
+def run_ingest(env: dict[str, str], profile: Path | None = None) -> RunResult:
+    """`newsflow ingest` (no options: every source in sources.toml) in a subprocess; rusage of its whole tree.
+
+    `profile`: run it under cProfile, writing the flow process's profile there (slower; for finding hot spots).
+    """
     exe = Path(sys.executable).parent / "newsflow"
+    cmd = [sys.executable, "-m", "cProfile", "-o", str(profile), str(exe), "ingest"] if profile else [str(exe), "ingest"]
     t = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen([str(exe), "ingest"], env=env, stdout=out, stderr=err, text=True)
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, text=True)
         # wait4: this process tree's own maximum RSS (the flow process or a worker it reaped, the largest).
         _pid, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t
@@ -390,7 +394,7 @@ def load_avg() -> str:
     return f"{os.getloadavg()[0]:.1f}"
 
 
-def measure(pool: list[str], n: int, tmp: Path, base_env: dict[str, str], skip_bare: bool) -> SizeResult:
+def measure(pool: list[str], n: int, tmp: Path, base_env: dict[str, str], skip_bare: bool, profile: Path | None = None) -> SizeResult:
     """Build an n-page corpus, serve it, and run (a), (b), (c)."""
     corpus = build_corpus(pool, n)
     root_a, root_b = tmp / f"site-a-{n}", tmp / f"site-b-{n}"
@@ -419,7 +423,7 @@ def measure(pool: list[str], n: int, tmp: Path, base_env: dict[str, str], skip_b
             "NEWSFLOW_SOURCES_FILE": str(sources),
             "NEWSFLOW_FETCH__PER_HOST_DELAY_S": "0",
         }
-        first = run_ingest(env)
+        first = run_ingest(env, profile)
         noop = run_ingest(env)
         arts, dups = count_articles(env)
         files = live_files(env)
@@ -456,6 +460,8 @@ def main() -> int:
     ap.add_argument("--no-server", action="store_true", help="no `newsflow server`: every run starts Prefect's temporary server")
     ap.add_argument("--skip-bare", action="store_true", help="do not time the bare loop at sizes after the first")
     ap.add_argument("--keep-log", type=Path, help="write the first ingest's stderr here")
+    ap.add_argument("--profile", type=Path, help="run the first ingest under cProfile, writing the profile here")
+    ap.add_argument("--no-bare", action="store_true", help="skip the bare loop (no ratio; for profiling the ingest alone)")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else [args.pages]
     pool = paragraph_pool(args.data)
@@ -492,7 +498,7 @@ def main() -> int:
             print("Prefect: no server; every run starts Prefect's temporary server")
         try:
             for i, n in enumerate(sizes):
-                r = measure(pool, n, tmp, base_env, skip_bare=args.skip_bare and i > 0)
+                r = measure(pool, n, tmp, base_env, skip_bare=args.no_bare or (args.skip_bare and i > 0), profile=args.profile)
                 if args.keep_log:
                     args.keep_log.write_text(r.first.log, encoding="utf-8")
                 print_result(r)

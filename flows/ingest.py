@@ -32,7 +32,7 @@ from ingest.models import DiscoveredItem, FetchRequest, FetchResult
 from ingest.pipeline import warm_models
 from ingest.settings import Settings
 from ingest.sources import Source, SourceKind
-from warehouse import db, loads, queries
+from warehouse import db, loads, maintenance, queries
 
 
 def retry_if_retryable(task: Any, task_run: Any, state: Any) -> bool:
@@ -189,6 +189,10 @@ def batches(items: Sequence[Any], size: int) -> list[list[Any]]:
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
 
 
+# Pages between two mid-run maintenance passes (merge adjacent files, flush inlined rows).
+COMPACT_EVERY_PAGES = 2000
+
+
 def fetch_and_process(
     ctx: RunContext, requests: list[FetchRequest], mirrors: dict[str, str], session: FetchSession | None = None
 ) -> None:
@@ -219,9 +223,16 @@ def fetch_and_process(
         if i + 1 < len(slices) and len(cleanings) == i + 1:
             cleanings.append(start_cleaning(ctx, fetched(i + 1)))
 
+    # A long run (a backfill) merges the small files its batches wrote every COMPACT_EVERY_PAGES pages,
+    # so later batches' lookups do not open ever more files (maintenance runs again at the end).
+    compact_every = max(1, COMPACT_EVERY_PAGES // max(1, ctx.settings.batch_size))
     for i in range(len(slices)):
         process_batch(ctx, cleanings[i].results, cleanings[i], partial(queue_next, i))
         queue_next(i)  # when batch i needed no NER hook (nothing to process), or it failed before it
+        if (i + 1) % compact_every == 0 and i + 1 < len(slices):
+            with ctx.timed("compact"):  # the workers clean batch i+1 meanwhile
+                report = maintenance.maintain(ctx.settings)
+            log_stage("compact", live_data_files=f"{report.live_files_before} -> {report.live_files_after}", seconds=round(report.seconds, 2))
 
 
 # Threads or Dask, chosen per run from NEWSFLOW_TASK_RUNNER (see flows/compute.py).
