@@ -242,9 +242,8 @@ def load_prepared(
         if entity_results:
             first_seen = queries.articles_first_seen(con, [e.article_id for e in entity_results])
             counts["entities"] += entities_store.save_entities(con, entity_results, first_seen).mentions
-        for dup_id, canonical_id in copy_of.items():
-            # The canonical was loaded earlier (or earlier in this transaction), so its mentions exist.
-            entities_store.copy_entities(con, canonical_id, dup_id)
+        # The canonicals were loaded earlier (or earlier in this transaction), so their mentions exist.
+        entities_store.copy_entities_many(con, [(canonical_id, dup_id) for dup_id, canonical_id in copy_of.items()])
 
         loads.record_failures(
             con,

@@ -293,38 +293,64 @@ def copy_entities(con: duckdb.DuckDBPyConnection, from_article_id: str, to_artic
     Offsets index into articles.text, so reuse needs byte-identical text: a copy whose text differs only in
     whitespace or case has the same dedup content hash but other offsets, and gets False (run the model).
     """
-    rows = con.execute(
-        "SELECT a.text = b.text, r.article_id IS NOT NULL, b.first_seen_at FROM articles a "
-        "JOIN articles b ON b.id = ? LEFT JOIN article_entity_runs r ON r.article_id = a.id WHERE a.id = ?",
-        [to_article_id, from_article_id],
-    ).fetchall()
-    row = rows[0] if rows else None
-    if row is None or not row[0] or not row[1]:
-        return False
+    return to_article_id in copy_entities_many(con, [(from_article_id, to_article_id)])
+
+
+_COPY_SCHEMA = pa.schema([("from_id", pa.string()), ("to_id", pa.string())])
+
+
+def copy_entities_many(con: duckdb.DuckDBPyConnection, pairs: Sequence[tuple[str, str]]) -> set[str]:
+    """copy_entities for many (canonical, duplicate) pairs, set-based; returns the duplicates that got entities.
+
+    A batch's exact duplicates cost a handful of statements in all, not a handful each. A canonical that
+    is itself a duplicate in `pairs` is copied first (rounds), as one call per pair in that order would.
+    """
+    copied: set[str] = set()
+    todo = list(dict((to, (frm, to)) for frm, to in pairs).values())  # one canonical per duplicate
     now = datetime.now(timezone.utc)
-    touched = {r[0] for r in con.execute(
-        "SELECT DISTINCT entity_id FROM mentions WHERE article_id IN (?, ?)", [from_article_id, to_article_id]
-    ).fetchall()}
-    con.execute("DELETE FROM mentions WHERE article_id = ?", [to_article_id])
-    con.execute(
-        "INSERT INTO mentions (article_id, entity_id, surface, alias, start_char, end_char, snippet, raw_label, model, model_version) "
-        "SELECT ?, entity_id, surface, alias, start_char, end_char, snippet, raw_label, model, model_version "
-        "FROM mentions WHERE article_id = ?",
-        [to_article_id, from_article_id],
-    )
-    con.execute(
-        "MERGE INTO article_entity_runs t USING (SELECT ? AS article_id, model, model_version, skipped_reason, mention_count, "
-        " article_id AS copied_from, ?::TIMESTAMPTZ AS first_seen_at FROM article_entity_runs WHERE article_id = ?) b "
-        "ON t.article_id = b.article_id "
-        "WHEN MATCHED THEN UPDATE SET model = b.model, model_version = b.model_version, skipped_reason = b.skipped_reason, "
-        " mention_count = b.mention_count, copied_from = b.copied_from, first_seen_at = b.first_seen_at, processed_at = ? "
-        "WHEN NOT MATCHED THEN INSERT (article_id, model, model_version, skipped_reason, mention_count, copied_from, "
-        " first_seen_at, processed_at) VALUES (b.article_id, b.model, b.model_version, b.skipped_reason, b.mention_count, "
-        " b.copied_from, b.first_seen_at, ?)",
-        [to_article_id, row[2], from_article_id, now, now],
-    )
+    touched: set[int] = set()
+    while todo:
+        waiting = {to for _frm, to in todo}
+        ready = [(frm, to) for frm, to in todo if frm not in waiting] or todo  # a cycle: copy what is there
+        todo = [p for p in todo if p not in ready]
+        with registered(con, "_ent_copy", [{"from_id": f, "to_id": t} for f, t in ready], _COPY_SCHEMA):
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE _ent_copy_ok AS "
+                "SELECT c.from_id, c.to_id, b.first_seen_at FROM _ent_copy c "
+                "JOIN articles a ON a.id = c.from_id JOIN articles b ON b.id = c.to_id "
+                "JOIN article_entity_runs r ON r.article_id = a.id WHERE a.text = b.text"
+            )
+        try:
+            ok = {row[0] for row in con.execute("SELECT to_id FROM _ent_copy_ok").fetchall()}
+            if not ok:
+                continue
+            touched |= {r[0] for r in con.execute(
+                "SELECT DISTINCT m.entity_id FROM mentions m JOIN ("
+                " SELECT from_id AS id FROM _ent_copy_ok UNION SELECT to_id FROM _ent_copy_ok) c ON m.article_id = c.id"
+            ).fetchall()}
+            con.execute("DELETE FROM mentions WHERE article_id IN (SELECT to_id FROM _ent_copy_ok)")
+            con.execute(
+                "INSERT INTO mentions (article_id, entity_id, surface, alias, start_char, end_char, snippet, raw_label, model, model_version) "
+                "SELECT c.to_id, m.entity_id, m.surface, m.alias, m.start_char, m.end_char, m.snippet, m.raw_label, m.model, m.model_version "
+                "FROM mentions m JOIN _ent_copy_ok c ON m.article_id = c.from_id"
+            )
+            con.execute(
+                "MERGE INTO article_entity_runs t USING (SELECT c.to_id AS article_id, r.model, r.model_version, r.skipped_reason, "
+                " r.mention_count, r.article_id AS copied_from, c.first_seen_at FROM article_entity_runs r "
+                " JOIN _ent_copy_ok c ON r.article_id = c.from_id) b "
+                "ON t.article_id = b.article_id "
+                "WHEN MATCHED THEN UPDATE SET model = b.model, model_version = b.model_version, skipped_reason = b.skipped_reason, "
+                " mention_count = b.mention_count, copied_from = b.copied_from, first_seen_at = b.first_seen_at, processed_at = ? "
+                "WHEN NOT MATCHED THEN INSERT (article_id, model, model_version, skipped_reason, mention_count, copied_from, "
+                " first_seen_at, processed_at) VALUES (b.article_id, b.model, b.model_version, b.skipped_reason, b.mention_count, "
+                " b.copied_from, b.first_seen_at, ?)",
+                [now, now],
+            )
+            copied |= ok
+        finally:
+            con.execute("DROP TABLE IF EXISTS _ent_copy_ok")
     _refresh_entities(con, touched, now)
-    return True
+    return copied
 
 
 def articles_needing_entities(
