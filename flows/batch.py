@@ -11,7 +11,7 @@ import logging
 import time
 from collections import Counter
 from functools import partial
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,7 +19,7 @@ from datetime import datetime
 from ingest import dedup
 from ingest.canonical import canonicalize
 from ingest.entities import expected_run
-from ingest.models import ArticleEntities, Failure, FetchResult
+from ingest.models import Article, ArticleEntities, Failure, FetchResult
 from ingest.pipeline import Pending, PrepareOutcome, Prepared, StagePool, extract_entities, prepare_pages
 from ingest.settings import Settings
 from flows import progress
@@ -68,6 +68,43 @@ class Cleaning:
 
     results: list[FetchResult]
     pending: Pending[PrepareOutcome]
+    _outcome: PrepareOutcome | None = None
+
+    def outcome(self) -> PrepareOutcome:
+        """The cleaned articles and clean failures, once the workers are done (waits; kept after)."""
+        if self._outcome is None:
+            out = PrepareOutcome()
+            for part in self.pending.result():
+                out = out.merge(part)
+            self._outcome = out
+        return self._outcome
+
+
+@dataclass
+class EntityPlan:
+    """A batch's NER, queued in the workers: who needs the model, which exact copies reuse a canonical's entities."""
+
+    needs_ner: list[Prepared]
+    copy_of: dict[str, str]
+    ner: Pending[list[ArticleEntities]]
+
+    def will_have_entities(self) -> dict[str, Article]:
+        """content_hash -> an article of this batch that has current entities once the batch is loaded (NER'd).
+
+        Its exact copies are not needed: they copy from one of these, or from an article already stored.
+        """
+        return {p.article.content_hash: p.article for p in self.needs_ner}
+
+
+def plan_entities(ctx: RunContext, prepared: Sequence[Prepared], in_flight: dict[str, Article] | None = None) -> EntityPlan:
+    """Decide who needs NER (exact copies do not) and queue it in the workers, without waiting.
+
+    `in_flight`: EntityPlan.will_have_entities() of the previous batch when it is not loaded yet (the
+    ingest plans batch i+1 while batch i loads); its articles count as canonicals already stored.
+    """
+    with ctx.timed("dedup"):  # the exact-copy shortcut: which articles need NER
+        needs_ner, copy_of = _entity_targets(ctx, prepared, in_flight or {})
+    return EntityPlan(needs_ner, copy_of, ctx.pool.submit(extract_entities, [p.article for p in needs_ner], ctx.settings))
 
 
 def start_cleaning(ctx: RunContext, results: Sequence[FetchResult]) -> Cleaning:
@@ -81,22 +118,20 @@ def start_cleaning(ctx: RunContext, results: Sequence[FetchResult]) -> Cleaning:
 
 def process_fetched(
     ctx: RunContext, results: Sequence[FetchResult], *, from_store: bool = False,
-    cleaning: Cleaning | None = None, while_ner: Callable[[], None] | None = None,
+    cleaning: Cleaning | None = None, entity_plan: EntityPlan | None = None,
 ) -> Counter:
     """Clean, dedup, extract entities and load one batch of fetch results (200s, 304s and failures).
 
     `from_store`: the results were rebuilt from stored `pages` rows (re-processing), so the raw pages
     are not written back and nothing counts as fetched. `cleaning`: this batch's clean stage, already
-    queued by start_cleaning. `while_ner`: called once NER of this batch is queued in the workers,
-    before waiting for it (the caller queues the next batch's cleaning there, so the workers clean it
-    while this batch loads).
+    queued by start_cleaning; `entity_plan`: its NER, already queued by plan_entities (the ingest
+    queues batch i+1's NER and batch i+2's cleaning before loading batch i, so the workers never wait
+    for a load).
     """
     cleaning = cleaning if cleaning is not None else start_cleaning(ctx, results)
     ok = [r for r in results if r.ok]
-    outcome = PrepareOutcome()
     with ctx.timed("clean"):
-        for part in cleaning.pending.result():
-            outcome = outcome.merge(part)
+        outcome = cleaning.outcome()
     progress.advance("process", len(results) - len(ok))
     fetch_failures = [r.failure for r in results if r.failure is not None]
     return load_prepared(
@@ -106,7 +141,7 @@ def process_fetched(
         failures=fetch_failures + outcome.failures,
         extra_counts=Counter(fetched=0 if from_store else len(ok), not_modified=sum(1 for r in results if r.not_modified)),
         store_pages=not from_store,
-        while_ner=while_ner,
+        entity_plan=entity_plan,
     )
 
 
@@ -126,13 +161,15 @@ def site_template_lines(ctx: RunContext, pages: Sequence[FetchResult]) -> dict[s
     return {s: ctx.site_lines[s] for s in sites if ctx.site_lines.get(s)}
 
 
-def _entity_targets(ctx: RunContext, prepared: Sequence[Prepared]) -> tuple[list[Prepared], dict[str, str]]:
+def _entity_targets(ctx: RunContext, prepared: Sequence[Prepared], in_flight: dict[str, Article]) -> tuple[list[Prepared], dict[str, str]]:
     """Split articles into those needing NER and exact duplicates that can reuse a canonical's entities.
 
     Returns (needs_ner, exact_copy_of) where exact_copy_of maps a duplicate's id to its canonical's id.
     Reuse needs byte-identical text (mention offsets index into it). Unchanged articles whose entities
     come from the current model version are skipped: re-running an ingest (or re-processing) does not
-    run the model again, but a new model or normalisation version does.
+    run the model again, but a new model or normalisation version does. `in_flight` (content hash ->
+    article) is the previous batch, planned but not loaded yet: its articles are canonicals too, and one
+    of its ids seen again is not taken as unchanged (the stored row is about to change).
     """
     # The expected version is read from the installed model's files: no spaCy load in this process.
     current = [(p.article.id, p.article.content_hash, *expected_run(p.article, ctx.settings.entities)) for p in prepared]
@@ -153,15 +190,19 @@ def _entity_targets(ctx: RunContext, prepared: Sequence[Prepared]) -> tuple[list
     def order(p: Prepared) -> tuple:
         return dedup.canonical_order(min(ctx.started_at, p.article.fetched_at), p.article.published_at, p.article.id)
 
+    flying_ids = {a.id for a in in_flight.values()}
     for p in sorted(prepared, key=order):
         a = p.article
-        if a.id in unchanged:
+        if a.id in unchanged and a.id not in flying_ids:
             continue
         owner = owners.get(a.content_hash)
         twin = first_in_batch.get(a.content_hash)
+        flying = in_flight.get(a.content_hash)
         owner_usable = owner is not None and (owner in owners_current or owner in in_batch)
         if owner_usable and owner != a.id and owner_texts.get(owner) == a.text:
             copy_of[a.id] = owner
+        elif flying is not None and flying.id != a.id and flying.text == a.text:
+            copy_of[a.id] = flying.id
         elif twin is not None and twin.article.text == a.text:
             copy_of[a.id] = twin.article.id
         else:
@@ -179,21 +220,18 @@ def load_prepared(
     aliases: Sequence[tuple[str, str]] = (),
     extra_counts: Counter | None = None,
     store_pages: bool = True,
-    while_ner: Callable[[], None] | None = None,
+    entity_plan: EntityPlan | None = None,
 ) -> Counter:
     """Dedup, NER and load already-prepared articles plus the batch's raw pages (unless store_pages=False) and failures.
 
-    `while_ner` is called once this batch's NER is queued, before waiting for it (see process_fetched).
+    `entity_plan`: this batch's NER as queued earlier by plan_entities (else planned and queued here).
     """
     s = ctx.settings
-    with ctx.timed("dedup"):  # the exact-copy shortcut: which articles need NER
-        needs_ner, copy_of = _entity_targets(ctx, prepared)
-    ner = ctx.pool.submit(extract_entities, [p.article for p in needs_ner], s)
-    if while_ner is not None:
-        while_ner()
+    plan = entity_plan if entity_plan is not None else plan_entities(ctx, prepared)
+    copy_of = plan.copy_of
     entity_results: list[ArticleEntities] = []
     with ctx.timed("entities"):
-        for part in ner.result():
+        for part in plan.ner.result():
             entity_results.extend(part)
 
     counts: Counter = Counter(extra_counts or {})

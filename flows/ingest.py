@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from functools import partial
 from typing import Any
@@ -18,7 +18,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows import progress
-from flows.batch import Cleaning, RunContext, process_fetched, record_discovery, start_cleaning
+from flows.batch import Cleaning, EntityPlan, RunContext, plan_entities, process_fetched, record_discovery, start_cleaning
 from flows.compute import SettingsTaskRunner
 # Checked without Prefect (flows/inputs.py): the CLI runs the same checks before the flow starts.
 from flows.inputs import select_sources
@@ -166,10 +166,10 @@ def log_timings(ctx: RunContext, started: float) -> None:
 
 @task(name="process-batch", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=retry_if_retryable)
 def process_batch(
-    ctx: RunContext, results: list[FetchResult], cleaning: Cleaning | None = None, while_ner: Callable[[], None] | None = None
+    ctx: RunContext, results: list[FetchResult], cleaning: Cleaning | None = None, entity_plan: EntityPlan | None = None
 ) -> dict[str, int]:
     """Clean, dedup, extract entities and load one batch in one warehouse transaction (see flows.batch.process_fetched)."""
-    counts = process_fetched(ctx, results, cleaning=cleaning, while_ner=while_ner)  # advances the progress bar per chunk
+    counts = process_fetched(ctx, results, cleaning=cleaning, entity_plan=entity_plan)  # advances the progress bar per chunk
     log_stage("batch", pages=len(results), **{k: counts.get(k, 0) for k in ("fetched", "not_modified", "new", "updated", "unchanged", "duplicates", "entities", "failed")})
     return dict(counts)
 
@@ -198,8 +198,9 @@ def fetch_and_process(
 ) -> None:
     """Fetch, clean, NER and load batches so that both cores stay busy; loads stay sequential (one writer).
 
-    Batch i+1 is fetched (threads) while batch i is processed, and is queued for cleaning in the
-    workers right behind batch i's NER, so the workers clean it while this process loads batch i.
+    Fetches run one at a time in a thread, ahead of the workers. Before batch i loads, batch i+1's NER
+    and batch i+2's cleaning are queued in the workers, so both cores work while this process loads
+    (batch i+1's exact copies of batch i articles are found in memory: flows.batch.plan_entities).
     All batches share one FetchSession (the run's, or a new one), so politeness holds across them.
     """
     slices = batches(requests, ctx.settings.batch_size)
@@ -216,21 +217,36 @@ def fetch_and_process(
             fetches.append(fetch_batch.submit(ctx.settings, slices[i + 1], mirrors, session))
         return results
 
-    cleanings = [start_cleaning(ctx, fetched(0))]
+    cleanings: list[Cleaning] = []
+    plans: list[EntityPlan] = []
 
-    def queue_next(i: int) -> None:
-        """Queue batch i+1's cleaning (once, even when Prefect retries batch i)."""
-        if i + 1 < len(slices) and len(cleanings) == i + 1:
-            cleanings.append(start_cleaning(ctx, fetched(i + 1)))
+    def clean_next() -> None:
+        """Queue the next batch's cleaning in the workers."""
+        cleanings.append(start_cleaning(ctx, fetched(len(cleanings))))
 
+    def plan_next() -> None:
+        """Queue the next batch's NER; the batch before it may not be loaded yet (its canonicals count)."""
+        i = len(plans)
+        with ctx.timed("clean"):
+            prepared = cleanings[i].outcome().prepared
+        plans.append(plan_entities(ctx, prepared, plans[i - 1].will_have_entities() if i else None))
+
+    # Workers' queue: NER(i+1), clean(i+2) are queued before batch i loads, so loads never idle them.
+    clean_next()
+    plan_next()
+    if len(slices) > 1:
+        clean_next()
     # A long run (a backfill) merges the small files its batches wrote every COMPACT_EVERY_PAGES pages,
     # so later batches' lookups do not open ever more files (maintenance runs again at the end).
     compact_every = max(1, COMPACT_EVERY_PAGES // max(1, ctx.settings.batch_size))
     for i in range(len(slices)):
-        process_batch(ctx, cleanings[i].results, cleanings[i], partial(queue_next, i))
-        queue_next(i)  # when batch i needed no NER hook (nothing to process), or it failed before it
+        if i + 1 < len(slices) and len(plans) == i + 1:
+            plan_next()
+        if i + 2 < len(slices) and len(cleanings) == i + 2:
+            clean_next()
+        process_batch(ctx, cleanings[i].results, cleanings[i], plans[i])
         if (i + 1) % compact_every == 0 and i + 1 < len(slices):
-            with ctx.timed("compact"):  # the workers clean batch i+1 meanwhile
+            with ctx.timed("compact"):  # the workers go on with batches i+1 and i+2 meanwhile
                 report = maintenance.maintain(ctx.settings)
             log_stage("compact", live_data_files=f"{report.live_files_before} -> {report.live_files_after}", seconds=round(report.seconds, 2))
 
