@@ -95,6 +95,8 @@ def run_queries(settings: Any, sql: str, params: dict[str, Any], as_of_run: int 
             raise usage_error(f"the query uses ${', $'.join(names)} but no value was given; pass {hint} (or declare '-- param: NAME = VALUE' in the file)") from None
         if isinstance(exc, (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException, duckdb.ConversionException, duckdb.InvalidInputException)):
             raise CliError(text, EXIT_USAGE) from None
+        if isinstance(exc, duckdb.PermissionException):  # file or network access from analyst SQL
+            raise CliError(f"refused: `newsflow sql` reads only the warehouse ({text})", EXIT_USAGE) from None
         raise
 
 
