@@ -297,6 +297,7 @@ def copy_entities(con: duckdb.DuckDBPyConnection, from_article_id: str, to_artic
 
 
 _COPY_SCHEMA = pa.schema([("from_id", pa.string()), ("to_id", pa.string())])
+_COPY_OK_SCHEMA = pa.schema([("from_id", pa.string()), ("to_id", pa.string()), ("first_seen_at", TS)])
 
 
 def copy_entities_many(con: duckdb.DuckDBPyConnection, pairs: Sequence[tuple[str, str]]) -> set[str]:
@@ -314,16 +315,15 @@ def copy_entities_many(con: duckdb.DuckDBPyConnection, pairs: Sequence[tuple[str
         ready = [(frm, to) for frm, to in todo if frm not in waiting] or todo  # a cycle: copy what is there
         todo = [p for p in todo if p not in ready]
         with registered(con, "_ent_copy", [{"from_id": f, "to_id": t} for f, t in ready], _COPY_SCHEMA):
-            con.execute(
-                "CREATE OR REPLACE TEMP TABLE _ent_copy_ok AS "
+            rows = con.execute(
                 "SELECT c.from_id, c.to_id, b.first_seen_at FROM _ent_copy c "
                 "JOIN articles a ON a.id = c.from_id JOIN articles b ON b.id = c.to_id "
                 "JOIN article_entity_runs r ON r.article_id = a.id WHERE a.text = b.text"
-            )
-        try:
-            ok = {row[0] for row in con.execute("SELECT to_id FROM _ent_copy_ok").fetchall()}
-            if not ok:
-                continue
+            ).fetchall()
+        if not rows:
+            continue
+        ok_rows = [{"from_id": f, "to_id": t, "first_seen_at": fs} for f, t, fs in rows]
+        with registered(con, "_ent_copy_ok", ok_rows, _COPY_OK_SCHEMA):
             touched |= {r[0] for r in con.execute(
                 "SELECT DISTINCT m.entity_id FROM mentions m JOIN ("
                 " SELECT from_id AS id FROM _ent_copy_ok UNION SELECT to_id FROM _ent_copy_ok) c ON m.article_id = c.id"
@@ -346,9 +346,7 @@ def copy_entities_many(con: duckdb.DuckDBPyConnection, pairs: Sequence[tuple[str
                 " b.copied_from, b.first_seen_at, ?)",
                 [now, now],
             )
-            copied |= ok
-        finally:
-            con.execute("DROP TABLE IF EXISTS _ent_copy_ok")
+        copied |= {r["to_id"] for r in ok_rows}
     _refresh_entities(con, touched, now)
     return copied
 
