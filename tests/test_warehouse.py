@@ -207,3 +207,25 @@ def test_maintenance_keeps_the_number_of_data_files_bounded(tmp_path: Path) -> N
     # Without retention, the merged-away files leave the disk too.
     gone = maintenance.maintain(settings, retention_days=0)
     assert gone.disk_files_after == gone.live_files_after
+
+
+def test_many_runs_do_not_pile_up_files_of_updated_tables(tmp_path: Path) -> None:
+    """`runs` is updated by every batch of every run: maintenance folds its rewritten rows back into one file."""
+    from warehouse import maintenance
+
+    settings = lake_settings(tmp_path / "wh", data_inlining_row_limit=0)  # every insert makes a file
+    db.init_db(settings)
+    counts = []
+    for _ in range(8):
+        with db.session(settings) as con:
+            with db.transaction(con):
+                run = loads.start_run(con, flow="ingest", trigger="cli", params={}, flow_run_id=None)
+            for _b in range(3):
+                with db.transaction(con):
+                    loads.add_run_counts(con, run, {"fetched": 1})
+            with db.transaction(con):
+                loads.finish_run(con, run, status="completed")
+        counts.append(maintenance.maintain(settings).live_files_after)
+    assert max(counts) <= 2 and counts[-1] == counts[1], counts
+    with db.session(settings, read_only=True) as con:
+        assert con.execute("SELECT count(*), sum(fetched) FROM runs").fetchall() == [(8, 24)]

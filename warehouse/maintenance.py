@@ -37,6 +37,7 @@ class MaintenanceReport:
     disk_files_after: int = 0
     flushed: int = 0
     merged: int = 0
+    rewritten: int = 0
     expired_snapshots: int = 0
     deleted_files: int = 0
     seconds: float = 0.0
@@ -112,6 +113,11 @@ def maintain(settings: "Settings", *, retention_days: float | None = None, full:
             search.compact_search_index(con) if full else search.compact_if_fragmented(con)
         report.steps["search index"] = round(time.perf_counter() - t0, 3)
         report.flushed = step("flush", f"CALL ducklake_flush_inlined_data('{db.LAKE}')")
+        # Files whose rows were mostly updated or deleted (e.g. `runs`, whose row each run rewrites) are
+        # rewritten without them first, so the merge can fold them in; `full` rewrites any file with deletes.
+        report.rewritten = step(
+            "rewrite", f"CALL ducklake_rewrite_data_files('{db.LAKE}', delete_threshold => {0.0 if full else 0.5})"
+        )
         report.merged = step("merge", f"CALL ducklake_merge_adjacent_files('{db.LAKE}')")
         report.expired_snapshots = step("expire", f"CALL ducklake_expire_snapshots('{db.LAKE}', older_than => ?)", [cutoff])
         report.deleted_files = step("cleanup", f"CALL ducklake_cleanup_old_files('{db.LAKE}', older_than => ?)", [cutoff])
