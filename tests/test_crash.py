@@ -73,7 +73,9 @@ def test_sigkill_mid_run_loses_nothing(prefect_api: None, site: SiteServer, tmp_
     assert q(db, "select error from runs where status = 'crashed'")[0][0].startswith("process died")
     # Every committed article was fetched once by the killed run and not again by the second one.
     refetched = sum(1 for r in site.requests_for("/bulk/") if r.status == 200) - len(urls)
-    assert refetched <= 2 * 20  # at most the batches in flight when the kill came (fetched, never loaded)
+    # At most the batches in flight when the kill came (fetched, never loaded): the ingest pipelines up to four
+    # (batch i loading, NER of i+1 and cleaning of i+2 queued in the workers, i+3 being fetched).
+    assert refetched <= 4 * 20
 
 
 def test_failing_batch_rolls_back_and_next_run_loads_all(
