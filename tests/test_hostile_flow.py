@@ -173,7 +173,10 @@ def test_later_runs_retry_when_due_and_nothing_else(hostile: dict) -> None:
     assert q(db, "select count(*) from url_retries where url = ?", [t.url("/h/rate-limited")])[0][0] == 1
 
     # Time passes: the Retry-After has expired, so the next run tries it (and it now works).
-    with __import__("duckdb").connect(str(db)) as con:
+    from lake import lake_settings
+    from warehouse import db as warehouse_db
+
+    with warehouse_db.session(lake_settings(db)) as con, warehouse_db.transaction(con):
         con.execute("update url_retries set next_attempt_at = ? where url = ?", [datetime.now(timezone.utc) - timedelta(seconds=1), t.url("/h/rate-limited")])
     t.clear_log()
     assert main(["ingest"]) == 0
