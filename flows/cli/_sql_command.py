@@ -29,8 +29,6 @@ from flows.cli._output import EXIT_OK, EXIT_USAGE, CliError, csv_value, json_val
 
 FORMATS = ("table", "csv", "json", "parquet")
 _PARAM_LINE = re.compile(r"^\s*--\s*param:\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
-_INT = re.compile(r"^[+-]?\d+$")
-_FLOAT = re.compile(r"^[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?$")
 
 Result = tuple[list[str], list[tuple[Any, ...]]]
 
@@ -38,18 +36,7 @@ Result = tuple[list[str], list[tuple[Any, ...]]]
 # ---------------------------------------------------------------- parameters
 
 
-def typed(value: str) -> Any:
-    """A parameter value as int, float, bool or text (see the module docstring)."""
-    text = value.strip()
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
-        return text[1:-1]  # quoted: always text
-    if _INT.match(text):
-        return int(text)
-    if _FLOAT.match(text):
-        return float(text)
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    return text
+from warehouse.example_queries import typed  # noqa: E402 - one value rule for files and --param
 
 
 def declared_params(sql: str) -> dict[str, Any]:
