@@ -30,3 +30,9 @@ def status(text: str) -> None:
     """Say what the run is doing now (shown next to the CLI's spinner)."""
     if _reporter is not None:
         _reporter(f"status:{text}", 0)
+
+
+def notice(text: str) -> None:
+    """Tell the user one line now (the CLI prints it on stderr, even when piped); a no-op outside the CLI."""
+    if _reporter is not None:
+        _reporter(f"notice:{text}", 0)

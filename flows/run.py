@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -11,6 +12,7 @@ from typing import Any
 from ingest.settings import Settings
 from warehouse import db, loads, maintenance, queries
 
+from flows import progress
 from flows.batch import RunContext
 from flows.compute import stage_pool
 # One slot: runs started on different hosts against one Prefect server queue on it (visible in the UI)
@@ -18,6 +20,10 @@ from flows.compute import stage_pool
 from flows.prefect_server import WRITER_LIMIT, create_writer_limit
 
 log = logging.getLogger("newsflow")
+
+# How long acquiring the Prefect writer slot may take before the run says it is waiting (an uncontended
+# acquisition is one local API call).
+_SLOT_WAIT_NOTICE_S = 1.5
 
 
 def _flow_run_id() -> str | None:
@@ -82,6 +88,7 @@ def warehouse_run(
 
     def waiting(what: str) -> None:
         logger.info("%s; waiting for it to finish", what)
+        progress.notice(f"{what}; waiting for it to finish")
 
     db.check_legacy(settings)
     with prefect_writer_slot(logger), db.run_lock(settings, on_wait=waiting):
@@ -150,12 +157,30 @@ def prefect_writer_slot(logger: Any) -> Iterator[None]:
     except Exception:  # noqa: BLE001 - no such limit (or no server): the warehouse lock alone serialises writers
         yield
         return
-    # Said once, before waiting (no timeout-and-retry: Prefect logs every timed-out acquisition as an error).
+    # Said once, at INFO, when the slot is taken or the acquisition has not returned within a second (two
+    # runs started together both see a free slot). No timeout-and-retry: Prefect logs each timeout as an error.
+    acquired = threading.Event()
+    said = threading.Event()
+
+    def say_waiting() -> None:
+        if not acquired.is_set() and not said.is_set():
+            said.set()
+            logger.info("another newsflow run holds the Prefect concurrency slot %r; waiting for it", WRITER_LIMIT)
+            progress.notice(f"another newsflow run holds the Prefect concurrency slot {WRITER_LIMIT!r}; waiting for it")
+
     if limit.active_slots >= limit.limit:
-        logger.info("another newsflow run holds the Prefect concurrency slot %r; waiting for it", WRITER_LIMIT)
-    # A lease-renewal hiccup must not kill a long run: the warehouse lock still serialises writers.
-    with concurrency(WRITER_LIMIT, occupy=1, strict=True, raise_on_lease_renewal_failure=False):
-        yield
+        say_waiting()
+    timer = threading.Timer(_SLOT_WAIT_NOTICE_S, say_waiting)
+    timer.daemon = True
+    timer.start()
+    try:
+        # A lease-renewal hiccup must not kill a long run: the warehouse lock still serialises writers.
+        with concurrency(WRITER_LIMIT, occupy=1, strict=True, raise_on_lease_renewal_failure=False):
+            acquired.set()
+            timer.cancel()
+            yield
+    finally:
+        timer.cancel()
 
 
 def log_stage(stage: str, **counts: Any) -> None:

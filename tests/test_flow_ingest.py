@@ -87,6 +87,13 @@ def test_first_noop_new_item_and_changed_page(prefect_api: None, news: dict) -> 
     assert q(db_path, "select count(*) from pages where kind = 'article' and body_zlib is not null")[0][0] == len(feed_paths)
     run = q(db_path, "select status, new, fetched, flow_run_id from runs where id = ?", [r1["run_id"]])[0]
     assert run[0] == "completed" and run[1] == len(feed_paths) and run[3]
+    # The run's log in Prefect (what the UI shows) has its stage lines at INFO, and the run report artifact.
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        logs = [lg.message for lg in client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run[3]])))]
+    assert any(m.startswith("batch: pages ") for m in logs), logs[:20]
     # The text is clean: no page residue from the template.
     texts = [t for (t,) in q(db_path, "select text from articles")]
     assert all("Leave a Reply" not in t and "Advertisement" not in t for t in texts)

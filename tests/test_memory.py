@@ -1,7 +1,7 @@
 """Bombs cost no memory: the peak RSS of a real `newsflow ingest` process (and every process it started)
 on a gzip bomb that decodes to 1 GiB and on 50 MB pages, next to the same run over good articles only.
 
-Measured with os.wait4(), which returns the rusage of exactly that child: ru_maxrss is the largest
+Measured with os.wait4() in a small launcher process, which returns the rusage of exactly that child: ru_maxrss is the largest
 resident set of the ingest process or of any worker it started and waited for.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,11 +38,26 @@ def peak_rss_of_ingest(site: SiteServer, tmp: Path, name: str, hostile_paths: li
     env = cli_env(tmp / f"{name}-wh", sources, tmp / "prefect", **HOSTILE_ENV)
     err = tmp / f"{name}.err"
     with err.open("w") as out:
-        proc = subprocess.Popen([*NEWSFLOW, "ingest"], env=env, stdout=subprocess.DEVNULL, stderr=out)
-    _pid, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    assert proc.returncode == 0, err.read_text()[-3000:]
-    return usage.ru_maxrss * 1024, str(tmp / f"{name}-wh")  # ru_maxrss is in KiB on Linux
+        proc = subprocess.run(
+            [sys.executable, "-c", _LAUNCHER, *NEWSFLOW, "ingest"], env=env, stdout=subprocess.PIPE, stderr=out, text=True
+        )
+    code, maxrss_kib = (int(x) for x in proc.stdout.split())
+    assert proc.returncode == 0 and code == 0, err.read_text()[-3000:]
+    return maxrss_kib * 1024, str(tmp / f"{name}-wh")  # ru_maxrss is in KiB on Linux
+
+
+# Linux carries a process's peak RSS across fork+exec (exec records the old address space's high-water
+# mark), so a child forked straight from a big pytest process reports pytest's RSS as its own peak. A
+# small launcher process forks the ingest instead and reports what os.wait4() says about exactly it.
+_LAUNCHER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    os.execvp(sys.argv[1], sys.argv[1:])
+_pid, status, usage = os.wait4(pid, 0)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)
+"""
 
 
 @pytest.mark.parametrize(

@@ -310,7 +310,7 @@ class ProgressDisplay:
     """A spinner saying what the run is doing, plus one bar per stage; on an interactive stderr only.
 
     `reporter` is installed with flows.progress.install: stages named "total:X" add to X's total,
-    "status:TEXT" replaces the spinner's text, anything else advances that stage's bar.
+    "status:TEXT" replaces the spinner's text, "notice:TEXT" prints a line (even when piped), anything else advances that stage's bar.
     """
 
     def __init__(self, first_status: str) -> None:
@@ -363,6 +363,13 @@ class ProgressDisplay:
     def report(self, stage: str, n: int) -> None:
         """The flows.progress reporter."""
         bar = self._bar
+        if stage.startswith("notice:"):
+            line = "newsflow: " + stage.split(":", 1)[1]
+            if bar is not None:
+                bar.console.print(line, markup=False, highlight=False)
+            else:
+                print(line, file=sys.stderr, flush=True)
+            return
         if bar is None:
             return
         if stage.startswith("status:"):
