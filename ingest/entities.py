@@ -353,11 +353,28 @@ def _snippet(text: str, sents: list[tuple[int, int]], start: int, end: int, max_
     return _WS.sub(" ", text[sent_start:sent_end]).strip()
 
 
-def _raw_mentions(doc: "Doc", keep: set[str], snippet_chars: int) -> list[_Raw]:
+# Leading articles and contracted prepositions the French model keeps inside a span ("la France",
+# "au Havre", "l'Assemblée nationale"); stripped so the name matches its other mentions.
+# Lowercase only: a capitalised one belongs to the name ("Le Monde", "La Rochelle").
+_DETERMINERS = {"fr": re.compile(r"(?:(?:le|la|les|au|aux|du|des|de la|de)\s+|(?:de l|d|l)')(?=[A-ZÀ-ÖØ-Þ])")}
+
+
+def _strip_determiner(text: str, start: int, end: int, lang: str) -> int:
+    """The span's start moved past a leading article ("la France" -> "France") in languages that have a rule."""
+    rx = _DETERMINERS.get(lang)
+    if rx is None:
+        return start
+    m = rx.match(text[start:end].replace("’", "'"))
+    return start + m.end() if m and m.end() < end - start else start
+
+
+def _raw_mentions(doc: "Doc", keep: set[str], snippet_chars: int, aliases: dict[str, str] | None = None) -> list[_Raw]:
     out: list[_Raw] = []
     text = doc.text
+    aliases = aliases or {}
     for ent in doc.ents:
-        if ent.label_ not in keep:
+        label = aliases.get(ent.label_, ent.label_)
+        if label not in keep:
             continue
         last = ent[-1].text
         start, end = trim_span(
@@ -366,10 +383,15 @@ def _raw_mentions(doc: "Doc", keep: set[str], snippet_chars: int) -> list[_Raw]:
         )
         if end <= start:
             continue
+        if doc.lang_ != "en":
+            start = _strip_determiner(text, start, end, doc.lang_)
+            # The small non-English models tag stray lowercase words ("qu"); a name has a capital letter.
+            if not any(ch.isupper() for ch in text[start:end]):
+                continue
         norm = normalise_name(text[start:end])
         if not norm or not any(ch.isalnum() for ch in norm):
             continue
-        out.append(_Raw(start, end, text[start:end], ent.label_, norm, tokens_of(norm), ""))
+        out.append(_Raw(start, end, text[start:end], label, norm, tokens_of(norm), ""))
     _join_lowercase_surnames(text, out)
     sents = _sentence_bounds(doc)
     for m in out:
@@ -475,7 +497,7 @@ def resolve_document(raw: list[_Raw], settings: EntitySettings) -> list[Mention]
 
 def doc_mentions(doc: "Doc", settings: EntitySettings) -> list[Mention]:
     """Normalised mentions of one processed spaCy Doc."""
-    return resolve_document(_raw_mentions(doc, set(settings.keep_labels), settings.snippet_max_chars), settings)
+    return resolve_document(_raw_mentions(doc, set(settings.keep_labels), settings.snippet_max_chars, settings.label_aliases), settings)
 
 
 # ---------------------------------------------------------------------------- batch API

@@ -149,6 +149,9 @@ class EntitySettings(BaseModel):
     keep_labels: list[str] = Field(
         default_factory=lambda: ["PERSON", "ORG", "GPE", "LOC", "NORP", "FAC", "EVENT", "PRODUCT", "WORK_OF_ART", "LAW", "LANGUAGE"]
     )
+    # Labels of models trained on other schemes, mapped onto keep_labels' (OntoNotes) names: the French
+    # model (WikiNER) tags people PER; its LOC and ORG already match, its MISC has no counterpart and is dropped.
+    label_aliases: dict[str, str] = Field(default_factory=lambda: {"PER": "PERSON"})
     batch_size: int = 32
     # Articles without a detected language are treated as this one (None: skip them).
     assume_language: str | None = "en"

