@@ -29,7 +29,7 @@ from ingest.settings import CleanSettings
 EXTRACTOR_NAME = "trafilatura"
 # Bump the suffix whenever decoding, extraction options or clean_text rules change: re-processing
 # compares it to decide whether stored output may differ from what this code would produce now.
-EXTRACTOR_VERSION = f"{trafilatura.__version__}+newsflow.3"
+EXTRACTOR_VERSION = f"{trafilatura.__version__}+newsflow.4"
 
 # Only unambiguous separators: commas may sit inside one name ("Smith, John"), and other languages'
 # conjunctions ("y", "e") also occur inside names ("Ortega y Gasset").
@@ -87,13 +87,31 @@ def extract(page: FetchResult, settings: CleanSettings) -> Extraction:
     declared_lang = declared_language(tree)
     declared_dates = declared_published(tree)
 
-    doc = trafilatura.bare_extraction(
+    # favor_precision drops more boilerplate; on the benchmark it also raises F1 (see benchmarks/).
+    doc = _bare_extraction(tree, page_url, settings, favor_precision=settings.favor_precision)
+    short = len((doc.text or "") if doc is not None else "") < settings.precision_fallback_chars
+    if settings.favor_precision and short:
+        # Precision mode can discard a whole body whose container looks like boilerplate to it, leaving
+        # a reprints notice or a caption. A short result is checked against the balanced extraction
+        # (tree re-parsed: trafilatura pruned the first one) and replaced when that finds far more text.
+        balanced = _bare_extraction(load_html(strip_xml_declaration(html)), page_url, settings, favor_precision=False)
+        if balanced is not None and len(balanced.text or "") >= 3 * max(1, len((doc.text or "") if doc is not None else "")):
+            doc = balanced
+    if doc is None:
+        raise TerminalError(f"trafilatura found no article: {page_url}", reason="no_text")
+    return Extraction(page_url, doc, declared_canonical, declared_lang, declared_dates)
+
+
+def _bare_extraction(tree: Any, page_url: str, settings: CleanSettings, *, favor_precision: bool) -> Any:
+    """trafilatura.bare_extraction with newsflow's options (metadata on, no comments, images or links)."""
+    if tree is None:
+        return None
+    return trafilatura.bare_extraction(
         tree,
         url=page_url,
         with_metadata=True,
         include_comments=False,
-        # favor_precision drops more boilerplate; on the benchmark it also raises F1 (see benchmarks/).
-        favor_precision=settings.favor_precision,
+        favor_precision=favor_precision,
         include_tables=settings.include_tables,
         include_images=False,
         include_links=False,
@@ -103,9 +121,6 @@ def extract(page: FetchResult, settings: CleanSettings) -> Extraction:
             "outputformat": "%Y-%m-%dT%H:%M:%S%z",
         },
     )
-    if doc is None:
-        raise TerminalError(f"trafilatura found no article: {page_url}", reason="no_text")
-    return Extraction(page_url, doc, declared_canonical, declared_lang, declared_dates)
 
 
 def clean(page: FetchResult, settings: CleanSettings, site_boilerplate: Collection[str] = ()) -> Article:

@@ -75,6 +75,9 @@ class CleanSettings(BaseModel):
     # trafilatura's precision mode: drops more boilerplate and scores a higher F1 on the
     # article-extraction benchmark than its default (benchmarks/extraction_eval.py).
     favor_precision: bool = True
+    # A precision-mode text shorter than this is compared with the balanced extraction, which replaces it
+    # when it finds at least three times as much (precision mode can drop a whole body on some templates).
+    precision_fallback_chars: int = 1000
     include_tables: bool = True
 
 

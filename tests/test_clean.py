@@ -453,3 +453,15 @@ def test_clean_text_drops_taxonomy_timestamps_shortcodes_and_promos() -> None:
         "timestamp", "timestamp", "taxonomy", "taxonomy", "shortcode", "share_bar", "comment_form", "promo_line",
         "promo_line", "link_line", "share_bar",
     ]
+
+
+def test_precision_mode_that_drops_the_body_falls_back_to_the_balanced_extraction() -> None:
+    """trafilatura's precision mode discards a body held in a container it reads as a share bar; the short result is replaced."""
+    para = "<p>" + " ".join(["The council approved the new budget for the harbour district after a long debate on Tuesday evening."] * 3) + "</p>"
+    notice = "<header><p>This copy is for your personal, non-commercial use only. To order copies visit reprints.</p></header>"
+    body = f"<html><head><title>Budget</title></head><body>{notice}<div class='share'>{para * 5}</div></body></html>".encode()
+    art = clean(fetch(body), CleanSettings())
+    assert art.text.count("The council approved the new budget") == 15
+    # Without the fallback (threshold 0) the page keeps what precision mode found: most of the body is lost.
+    short = clean(fetch(body), CleanSettings(precision_fallback_chars=0))
+    assert short.text.count("The council approved the new budget") <= 3, short.text
