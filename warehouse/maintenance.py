@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from warehouse import db, search
+from warehouse import db
 
 if TYPE_CHECKING:
     from ingest.settings import Settings
@@ -92,6 +92,10 @@ def maintain(settings: "Settings", *, retention_days: float | None = None, full:
     Call with the writer lock held (a run's end, or `newsflow maintain`). `full` also compacts the
     SQLite catalog file (pages freed by flushed inlined rows).
     """
+    # Imported here, not with the module: `newsflow status` reads through this module, and
+    # warehouse.search pulls in pyarrow.
+    from warehouse import search
+
     t = db.target(settings)
     days = settings.snapshot_retention_days if retention_days is None else retention_days
     cutoff = datetime.now(timezone.utc) - timedelta(days=days)

@@ -8,13 +8,16 @@ from datetime import datetime
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 
-from warehouse.arrow import TS, registered
+# pyarrow is imported inside the functions that build Arrow batches: `newsflow status` reads
+# through this module and must not pay for pyarrow (and numpy) at import.
+from warehouse.arrow import registered
 
 
 def validators(con: duckdb.DuckDBPyConnection, urls: Sequence[str]) -> dict[str, tuple[str | None, str | None]]:
     """Stored (ETag, Last-Modified) per URL, for conditional GETs."""
+    import pyarrow as pa
+
     if not urls:
         return {}
     schema = pa.schema([("url", pa.string())])
@@ -48,6 +51,10 @@ def plan_fetches(
     A URL already fetched (or whose canonical form already leads to an article) is not fetched again
     unless its feed/sitemap lastmod is newer than our fetch.
     """
+    import pyarrow as pa
+
+    from warehouse.arrow import TS
+
     plan = FetchPlan()
     schema = pa.schema([("url", pa.string()), ("canonical", pa.string()), ("source", pa.string()), ("lastmod", TS)])
     rows = [{"url": u, "canonical": c, "source": s, "lastmod": lm} for u, c, s, lm in items]
@@ -100,6 +107,8 @@ def plan_fetches(
 
 def url_sources(con: duckdb.DuckDBPyConnection, urls: Sequence[str]) -> dict[str, str]:
     """The source that last fetched each URL (for retries that come without a discovery item)."""
+    import pyarrow as pa
+
     if not urls:
         return {}
     schema = pa.schema([("url", pa.string())])
@@ -113,6 +122,8 @@ def url_sources(con: duckdb.DuckDBPyConnection, urls: Sequence[str]) -> dict[str
 
 def known_local_pages(con: duckdb.DuckDBPyConnection, items: Sequence[tuple[str, str]]) -> set[str]:
     """URLs of local pages (html dir, WARC) whose stored body hash equals the given one (unchanged)."""
+    import pyarrow as pa
+
     if not items:
         return set()
     schema = pa.schema([("url", pa.string()), ("sha", pa.string())])
@@ -126,6 +137,8 @@ def known_local_pages(con: duckdb.DuckDBPyConnection, items: Sequence[tuple[str,
 
 def existing_content_hashes(con: duckdb.DuckDBPyConnection, hashes: Sequence[str]) -> dict[str, str]:
     """content_hash -> id of the earliest-seen article with that hash (exact-duplicate shortcut)."""
+    import pyarrow as pa
+
     if not hashes:
         return {}
     schema = pa.schema([("h", pa.string())])
@@ -139,6 +152,8 @@ def existing_content_hashes(con: duckdb.DuckDBPyConnection, hashes: Sequence[str
 
 def articles_first_seen(con: duckdb.DuckDBPyConnection, ids: Sequence[str]) -> dict[str, datetime]:
     """first_seen_at per article id."""
+    import pyarrow as pa
+
     if not ids:
         return {}
     schema = pa.schema([("id", pa.string())])
@@ -196,6 +211,8 @@ def unchanged_with_entities(con: duckdb.DuckDBPyConnection, items: Sequence[tupl
 
     Comparing the model version too means a new spaCy model or normalisation re-runs NER on unchanged text.
     """
+    import pyarrow as pa
+
     if not items:
         return set()
     schema = pa.schema([("id", pa.string()), ("h", pa.string()), ("model", pa.string()), ("version", pa.string())])
@@ -210,6 +227,8 @@ def unchanged_with_entities(con: duckdb.DuckDBPyConnection, items: Sequence[tupl
 
 def article_texts(con: duckdb.DuckDBPyConnection, ids: Sequence[str]) -> dict[str, str]:
     """Stored text per article id."""
+    import pyarrow as pa
+
     if not ids:
         return {}
     schema = pa.schema([("id", pa.string())])

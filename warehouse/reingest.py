@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import duckdb
-import pyarrow as pa
 
-from ingest.models import FetchResult
 from warehouse.arrow import registered
-from warehouse.loads import page_body
+
+if TYPE_CHECKING:
+    from ingest.models import FetchResult
 
 SEED_PREFIX = "seed://"
 
@@ -119,6 +120,12 @@ def stored_pages(con: duckdb.DuckDBPyConnection, targets: Sequence[Target]) -> l
 
     The target's source (the article's) is kept, so a re-processed article keeps its source.
     """
+    # Imported here, not with the module: `reingest --dry-run` only selects, and these pull in pyarrow and pydantic models.
+    import pyarrow as pa
+
+    from ingest.models import FetchResult
+    from warehouse.loads import page_body
+
     wanted = [t for t in targets if t.has_body]
     if not wanted:
         return []
