@@ -179,9 +179,19 @@ def _prepare_sqlite_catalog(path: Path) -> None:
 
 
 def open_lake(
-    t: LakeTarget, *, read_only: bool, timeout_s: float = 60.0, snapshot: int | None = None, inlining_row_limit: int | None = None
+    t: LakeTarget,
+    *,
+    read_only: bool,
+    timeout_s: float = 60.0,
+    snapshot: int | None = None,
+    inlining_row_limit: int | None = None,
+    load_fts: bool = True,
 ) -> duckdb.DuckDBPyConnection:
-    """A new DuckDB instance with the lake attached as `newsflow` and selected (USE)."""
+    """A new DuckDB instance with the lake attached as `newsflow` and selected (USE).
+
+    `load_fts=False` leaves fts (stem(), for search_articles and v_article_terms) to DuckDB's autoload
+    from the prepared folder on first use, which needs external access left enabled on the instance.
+    """
     if t.kind == "sqlite" and not Path(t.location).is_file():
         if read_only:
             raise NoWarehouse(f"no warehouse at {t.location}; run `newsflow init` first", reason="no_warehouse")
@@ -197,6 +207,8 @@ def open_lake(
             for st in t.attach_statements(
                 read_only=read_only, extension_dir=ext_dir, snapshot=snapshot, inlining_row_limit=inlining_row_limit
             )[2:]:
+                if st == "LOAD fts" and not load_fts:
+                    continue
                 con.execute(st)
             return con
         except duckdb.Error as exc:
@@ -274,7 +286,9 @@ def _instance(t: LakeTarget, read_only: bool, timeout_s: float, inlining_row_lim
             return rw
         if read_only and (ident, True) in _INSTANCES:
             return _INSTANCES[(ident, True)]
-        con = open_lake(t, read_only=read_only, timeout_s=timeout_s, inlining_row_limit=inlining_row_limit)
+        # A reader's fts is autoloaded when a query needs it: LOAD checks the extension's signature
+        # (a hash of the 11 MB file), a cost `status` and `reingest --dry-run` never need to pay.
+        con = open_lake(t, read_only=read_only, timeout_s=timeout_s, inlining_row_limit=inlining_row_limit, load_fts=not read_only)
         _INSTANCES[(_identity(t), read_only)] = con
         return con
 
