@@ -23,10 +23,13 @@ def highlight(snippet: str, marks: list[tuple[int, int]], *, ansi: bool) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Print the articles that best match PHRASE: title, source, date, and a snippet with the matches highlighted."""
-    from flows.inputs import parse_when
     from warehouse.search import search
 
-    since = parse_when(args.since) if args.since else None
+    since = None
+    if args.since:
+        from flows.inputs import parse_when  # only with --since: it brings the sources.toml models along
+
+        since = parse_when(args.since)
     settings = load_settings()
     with readonly_warehouse(settings) as con:
         hits = search(con, args.phrase, source=args.source, since=since, limit=args.limit)
