@@ -22,34 +22,49 @@ index, `search()` and (through DuckDB's identical `stem(w, 'porter')`) the SQL m
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import time
 from collections.abc import Sequence
 from datetime import date, datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
 
 from ingest.models import Article
 from ingest.terms import TERMS_VERSION, query_terms, stem, term_counts
 from warehouse.arrow import registered
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 # BM25 parameters (the usual defaults; Lucene and SQLite FTS5 use the same).
 K1 = 1.2
 B = 0.75
+# IDF is SQLite FTS5's: ln((N - df + 0.5) / (df + 0.5)), floored at this value, so the in-lake ranking
+# (here and the search_articles macro, migration 006) and the FTS5 sidecar agree score for score.
+IDF_FLOOR = 1e-6
 SNIPPET_CHARS = 220
 
-_ENTRY = pa.struct([("article_id", pa.string()), ("tf", pa.int32()), ("generation", pa.int64())])
-_POSTINGS_SCHEMA = pa.schema([("term", pa.string()), ("postings", pa.list_(_ENTRY))])
-_DOCS_SCHEMA = pa.schema(
-    [
-        ("article_id", pa.string()), ("source", pa.string()), ("dated_at", pa.timestamp("us", tz="UTC")),
-        ("length", pa.int32()), ("generation", pa.int64()), ("content_hash", pa.string()), ("terms_version", pa.string()),
-        ("indexed_at", pa.timestamp("us", tz="UTC")),
-    ]
-)
+_DOCS_COLUMNS = ("article_id", "source", "dated_at", "length", "generation", "content_hash", "terms_version", "indexed_at")
+
+
+@functools.cache
+def _schemas() -> tuple[pa.Schema, pa.Schema]:
+    """(postings, docs) Arrow schemas; pyarrow is imported on first write, so searching never loads it."""
+    import pyarrow as pa
+
+    entry = pa.struct([("article_id", pa.string()), ("tf", pa.int32()), ("generation", pa.int64())])
+    postings = pa.schema([("term", pa.string()), ("postings", pa.list_(entry))])
+    docs = pa.schema(
+        [
+            ("article_id", pa.string()), ("source", pa.string()), ("dated_at", pa.timestamp("us", tz="UTC")),
+            ("length", pa.int32()), ("generation", pa.int64()), ("content_hash", pa.string()), ("terms_version", pa.string()),
+            ("indexed_at", pa.timestamp("us", tz="UTC")),
+        ]
+    )
+    return postings, docs
 # Unmerged postings rows (one per term per batch, ~6k per 100-article batch) are merged into one row
 # per term once there are this many: ~30 batches. Query cost grows with the rows scanned; see
 # benchmarks/search_bench.py.
@@ -74,6 +89,9 @@ def index_articles(con: duckdb.DuckDBPyConnection, articles: Sequence[Article], 
     latest: dict[str, Article] = {a.id: a for a in articles}  # last one wins inside a batch
     if not latest:
         return 0
+    import pyarrow as pa
+
+    postings_schema, docs_schema = _schemas()
     with registered(con, "_search_ids", pa.table({"id": list(latest)})):
         known = dict(
             con.execute(
@@ -87,24 +105,24 @@ def index_articles(con: duckdb.DuckDBPyConnection, articles: Sequence[Article], 
     now = datetime.now(timezone.utc)
     generation = time.time_ns() // 1000  # one per call: microseconds, increasing across batches
     postings: dict[str, list[dict[str, Any]]] = {}
-    docs: dict[str, list[Any]] = {name: [] for name in _DOCS_SCHEMA.names}
+    docs: dict[str, list[Any]] = {name: [] for name in _DOCS_COLUMNS}
     for a in todo:
         counts, length = term_counts(a.title, a.text)
         for term, tf in counts.items():
             postings.setdefault(term, []).append({"article_id": a.id, "tf": tf, "generation": generation})
         dated = a.published_at or (first_seen or {}).get(a.id) or a.fetched_at
         row = (a.id, a.source, dated, length, generation, _doc_hash(a), TERMS_VERSION, now)
-        for name, value in zip(_DOCS_SCHEMA.names, row):
+        for name, value in zip(_DOCS_COLUMNS, row):
             docs[name].append(value)
     terms = sorted(postings)
-    table = pa.table([terms, [postings[t] for t in terms]], schema=_POSTINGS_SCHEMA)
+    table = pa.table([terms, [postings[t] for t in terms]], schema=postings_schema)
     stale = [a.id for a in todo if a.id in known]
     if stale:
         with registered(con, "_search_stale", pa.table({"id": stale})):
             con.execute("DELETE FROM article_search_docs WHERE article_id IN (SELECT id FROM _search_stale)")
-    with registered(con, "_search_postings", table), registered(con, "_search_docs", pa.table(docs, schema=_DOCS_SCHEMA)):
+    with registered(con, "_search_postings", table), registered(con, "_search_docs", pa.table(docs, schema=docs_schema)):
         con.execute("INSERT INTO search_postings SELECT term, postings, false FROM _search_postings")
-        con.execute(f"INSERT INTO article_search_docs SELECT {', '.join(_DOCS_SCHEMA.names)} FROM _search_docs")
+        con.execute(f"INSERT INTO article_search_docs SELECT {', '.join(_DOCS_COLUMNS)} FROM _search_docs")
     if con.execute("SELECT count(*) FROM search_postings WHERE NOT merged").fetchone()[0] > TAIL_MERGE_ROWS:
         merge_postings(con, everything=False)
     return len(todo)
@@ -177,6 +195,8 @@ def remove_articles(con: duckdb.DuckDBPyConnection, article_ids: Sequence[str]) 
     """Drop articles from the search index (inside the caller's transaction); their postings stop counting."""
     if not article_ids:
         return
+    import pyarrow as pa
+
     with registered(con, "_search_gone", pa.table({"id": list(article_ids)})):
         con.execute("DELETE FROM article_search_docs WHERE article_id IN (SELECT id FROM _search_gone)")
 
@@ -194,7 +214,7 @@ hits AS MATERIALIZED (
 stats AS (SELECT count(*)::DOUBLE AS n, avg(length)::DOUBLE AS avgdl FROM article_search_docs),
 df AS (SELECT term, count(*)::DOUBLE AS df FROM hits GROUP BY term)
 SELECT h.article_id,
-       sum(ln(1 + (s.n - df.df + 0.5) / (df.df + 0.5)) * h.tf * ({K1} + 1)
+       sum(greatest(ln((s.n - df.df + 0.5) / (df.df + 0.5)), {IDF_FLOOR}) * h.tf * ({K1} + 1)
            / (h.tf + {K1} * (1 - {B} + {B} * h.length / s.avgdl))) AS score,
        count(*) AS matched_terms
 FROM hits h JOIN df ON df.term = h.term CROSS JOIN stats s
@@ -228,13 +248,13 @@ def search(
     ranked = con.execute(sql, params).fetchall()
     if not ranked:
         return []
-    with registered(con, "_search_hits", pa.table({"id": [r[0] for r in ranked]})):
-        cur = con.execute(
-            "SELECT a.id, a.title, a.source, a.published_at, a.first_seen_at, a.url, a.text "
-            "FROM articles a JOIN _search_hits h ON h.id = a.id"
-        )
-        cols = [d[0] for d in cur.description]
-        found = {r[0]: dict(zip(cols, r)) for r in cur.fetchall()}
+    cur = con.execute(
+        "SELECT a.id, a.title, a.source, a.published_at, a.first_seen_at, a.url, a.text "
+        "FROM articles a WHERE a.id IN (SELECT unnest(?::VARCHAR[]))",
+        [[r[0] for r in ranked]],
+    )
+    cols = [d[0] for d in cur.description]
+    found = {r[0]: dict(zip(cols, r)) for r in cur.fetchall()}
     wanted = set(terms)
     out = []
     for article_id, score, matched in ranked:
