@@ -118,6 +118,10 @@ def warehouse_run(
                 logger.info("maintenance: %s", report.summary())
             except Exception as exc:  # maintenance is housekeeping: the run's data is committed already
                 logger.warning("maintenance after run %d skipped: %s", run_id, str(exc).splitlines()[0][:200])
+            # The search sidecar catches up now, so the next `newsflow search` is instant (never raises).
+            from warehouse import search_sidecar
+
+            search_sidecar.sync_after_run(settings, logger)
         finally:
             pool.close()
 

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from flows.cli._output import EXIT_OK, json_value, load_settings, readonly_warehouse
+from flows.cli._output import EXIT_OK, json_value, load_settings
 
 
 def highlight(snippet: str, marks: list[tuple[int, int]], *, ansi: bool) -> str:
@@ -23,7 +23,7 @@ def highlight(snippet: str, marks: list[tuple[int, int]], *, ansi: bool) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Print the articles that best match PHRASE: title, source, date, and a snippet with the matches highlighted."""
-    from warehouse.search import search
+    from warehouse import search_sidecar
 
     since = None
     if args.since:
@@ -31,8 +31,10 @@ def run(args: argparse.Namespace) -> int:
 
         since = parse_when(args.since)
     settings = load_settings()
-    with readonly_warehouse(settings) as con:
-        hits = search(con, args.phrase, source=args.source, since=since, limit=args.limit)
+    # The FTS5 sidecar (synced from the lake first if the lake moved on); the lake index if it is unusable.
+    hits = search_sidecar.search(
+        settings, args.phrase, source=args.source, since=since, limit=args.limit, notice=search_sidecar.stderr_notice
+    )
     if args.format == "json":
         keys = ["title", "source", "published_at", "first_seen_at", "url", "score", "snippet", "id"]
         print(json.dumps([{k: json_value(h[k]) for k in keys} for h in hits], ensure_ascii=False, indent=1))
