@@ -131,6 +131,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         line, code = describe_error(exc, argv if argv is not None else sys.argv[1:])
         print_error(line)
         return code
+    finally:
+        _close_lakes()
+
+
+def _close_lakes() -> None:
+    """Close this process's DuckDB lake instances now, in order, rather than in interpreter teardown.
+
+    At teardown Python destroys objects in no set order while Prefect's threads may still run; closing
+    the instances while everything is alive keeps DuckDB's destructors out of that.
+    """
+    if "warehouse.db" not in sys.modules:  # `--help`, `--version`: nothing was opened
+        return
+    try:
+        sys.modules["warehouse.db"].close_all()
+    except Exception:  # noqa: BLE001 - the command's own outcome stands; nothing is left to write
+        pass
 
 
 if __name__ == "__main__":
