@@ -188,6 +188,8 @@ class Settings(BaseSettings):
     snapshot_retention_days: float = 30.0
     # Rows a load may keep inlined in the catalog before they are flushed to a Parquet file.
     data_inlining_row_limit: int = 100
+    # Verify DuckDB extension signatures on every load (hashes ~80 MB per process start; see warehouse.db.LakeTarget).
+    verify_extension_signatures: bool = False
     seeds_dir: Path = BUNDLED_SEEDS_DIR
     sources_file: Path | None = None
     # Articles per batch: one Prefect task handles a whole batch (tiny tasks stall the API).

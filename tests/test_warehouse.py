@@ -160,6 +160,22 @@ def test_extensions_come_from_the_pinned_wheels_not_the_network(tmp_path: Path, 
         extensions.prepare(("ducklake",), directory=tmp_path / "ext2")
 
 
+def test_extension_signatures_are_checked_when_asked(tmp_path: Path) -> None:
+    """Off by default (files copied from the pinned wheels; the check hashes ~80 MB per start); on, the signed files load."""
+    settings = lake_settings(tmp_path / "wh")
+    db.init_db(settings)
+    assert db.target(settings).verify_signatures is False
+    checked = settings.model_copy(update={"verify_extension_signatures": True})
+    t = db.target(checked)
+    assert t.verify_signatures is True
+    con = db.open_lake(t, read_only=True)
+    try:
+        assert con.execute("SELECT current_setting('allow_unsigned_extensions')").fetchone()[0] is False
+        assert con.execute("SELECT count(*) FROM runs").fetchone()[0] >= 0
+    finally:
+        con.close()
+
+
 def test_time_travel_to_a_run(tmp_path: Path) -> None:
     from warehouse.readonly import run_readonly
 

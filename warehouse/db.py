@@ -24,9 +24,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
@@ -79,6 +79,11 @@ class LakeTarget:
     kind: str  # sqlite | postgres
     location: str  # absolute file path, or a libpq connection string
     data_path: str
+    # DuckDB checks an extension's signature by hashing the whole file on every LOAD (~0.15-0.3 s each
+    # for the 36 MB ducklake and 35 MB sqlite files): most of a read-only command's start-up. newsflow
+    # loads only the files it copied from the pinned extension wheels in its own environment, the same
+    # trust as the duckdb package itself, so the check is off unless NEWSFLOW_VERIFY_EXTENSION_SIGNATURES=1.
+    verify_signatures: bool = field(default=False, compare=False)
 
     @property
     def display(self) -> str:
@@ -137,7 +142,7 @@ def target(settings: "Settings") -> LakeTarget:
     data_path = settings.data_path
     if "://" not in data_path:
         data_path = str(Path(data_path).expanduser().resolve()) + "/"
-    return LakeTarget(kind=kind, location=location, data_path=data_path)
+    return LakeTarget(kind=kind, location=location, data_path=data_path, verify_signatures=settings.verify_extension_signatures)
 
 
 def exists(t: LakeTarget) -> bool:
@@ -202,7 +207,10 @@ def open_lake(
     deadline = time.monotonic() + timeout_s
     delay = 0.05
     while True:
-        con = duckdb.connect(config={"autoinstall_known_extensions": False, "extension_directory": str(ext_dir)})
+        config: dict[str, Any] = {"autoinstall_known_extensions": False, "extension_directory": str(ext_dir)}
+        if not t.verify_signatures:
+            config["allow_unsigned_extensions"] = True
+        con = duckdb.connect(config=config)
         try:
             for st in t.attach_statements(
                 read_only=read_only, extension_dir=ext_dir, snapshot=snapshot, inlining_row_limit=inlining_row_limit
