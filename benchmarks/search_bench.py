@@ -1,18 +1,21 @@
-"""Full-text search at scale: the in-lake BM25 term index vs a SQLite FTS5 sidecar, on N synthetic articles.
+"""Full-text search at scale: `newsflow search`'s FTS5 sidecar vs the in-lake BM25 index, on N synthetic articles.
 
 Articles are made of real news sentences (the extraction benchmark's 181 article bodies and the seeds)
-drawn at random, so the vocabulary and term frequencies are those of news text. For each option it
-prints: query latency (p50/p95 over a mix of common and rare phrases, warm), the cost of adding one
-100-article batch (what every ingest batch pays), and of re-indexing 100 changed articles.
+drawn at random, so the vocabulary and term frequencies are those of news text. The lake is a DuckLake
+on a SQLite catalog in a temporary directory, loaded in bulk and compacted, the way newsflow stores it.
+Then, with the real modules:
 
-    python benchmarks/search_bench.py                 # 100k articles (a few minutes on 2 cores)
-    python benchmarks/search_bench.py --articles 20000 --skip-fts5
+- sidecar (warehouse/search_sidecar.py): the full build from the lake; the query path of `newsflow
+  search` warm (freshness check against the catalog, BM25 in FTS5, snippets), p50/p95 over a mix of
+  common and rare phrases; the sync after one more 100-article batch (what the writer pays per run,
+  or the first search after a batch);
+- in-lake (warehouse/search.py, the search_articles() SQL macro): the same queries, as the baseline;
+- whether both give the same ids in the same order, and a last summary line.
 
-The lake runs on a DuckLake with a SQLite catalog in a temporary directory, the way newsflow stores it.
+    python benchmarks/search_bench.py                 # 100k articles (~10 minutes on 2 cores)
+    python benchmarks/search_bench.py --articles 20000
 
-Last run (100k, 2 cores shared with other work, load average ~40; CPU time is the fairer figure):
-in-lake p50 7.0 s wall / 1.8 s CPU after compaction, 1.5 s per 100-article batch; FTS5 sidecar
-p50 199 ms wall / 32 ms CPU, 181 ms per batch.
+Last run: see the README's benchmark table and warehouse/search_sidecar.py.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ import hashlib
 import json
 import os
 import random
-import sqlite3
 import statistics
 import sys
 import tempfile
@@ -38,6 +40,8 @@ import duckdb  # noqa: E402
 
 from ingest.models import Article  # noqa: E402
 from ingest.settings import BUNDLED_SEEDS_DIR  # noqa: E402
+from ingest.settings import Settings  # noqa: E402
+from warehouse import db, search_sidecar  # noqa: E402
 from warehouse import search as lake_search  # noqa: E402
 
 BENCH = ROOT.parent / "shared" / "benchdata" / "article-extraction" / "ground-truth.json"
@@ -83,20 +87,24 @@ def make_articles(pool: list[str], start: int, count: int, seed: int) -> list[Ar
     return out
 
 
-# ---------------------------------------------------------------------------- the lake option
+
+# ---------------------------------------------------------------------------- the lake
+
+
+def lake_settings(folder: Path) -> Settings:
+    """Settings naming the benchmark's lake (SQLite catalog in `folder`)."""
+    return Settings(catalog=f"sqlite:{folder / 'catalog.sqlite'}", data_path=f"{folder / 'data'}/")
 
 
 def open_lake(folder: Path) -> duckdb.DuckDBPyConnection:
-    """A DuckLake on a SQLite catalog in `folder`, attached as newsflow does, with the search tables."""
-    from warehouse import db
-
-    t = db.LakeTarget(kind="sqlite", location=str(folder / "catalog.sqlite"), data_path=str(folder / "data") + "/")
-    con = db.open_lake(t, read_only=False)
+    """A DuckLake on a SQLite catalog in `folder`, attached as newsflow does, with the search tables and macro."""
+    con = db.open_lake(db.target(lake_settings(folder)), read_only=False)
     con.execute(
         "CREATE TABLE articles (id VARCHAR NOT NULL, url VARCHAR NOT NULL, source VARCHAR NOT NULL, title VARCHAR, "
         "text VARCHAR NOT NULL, published_at TIMESTAMPTZ, first_seen_at TIMESTAMPTZ NOT NULL)"
     )
-    con.execute((ROOT / "warehouse" / "migrations" / "005_search.sql").read_text(encoding="utf-8"))
+    for name in ("005_search.sql", "006_search_idf.sql"):
+        con.execute((db.MIGRATIONS_DIR / name).read_text(encoding="utf-8"))
     return con
 
 
@@ -116,17 +124,15 @@ def lake_load(con: duckdb.DuckDBPyConnection, articles: list[Article]) -> None:
     con.execute("COMMIT")
 
 
-def timed_ms(fn) -> float:
+def timed_ms(fn) -> float:  # noqa: ANN001
+    """Wall milliseconds of fn()."""
     t0 = time.perf_counter()
     fn()
     return (time.perf_counter() - t0) * 1000
 
 
-def latency(fn, queries: list[str], rounds: int) -> tuple[float, float]:
-    """(p50, p95) in ms of fn(query) over `rounds` passes of the queries, after one warm-up pass.
-
-    Wall time; on a machine shared with other work, compare with the CPU figures `cpu_ms` collects.
-    """
+def latency(fn, queries: list[str], rounds: int) -> dict[str, float]:  # noqa: ANN001
+    """p50/p95 wall ms and p50 CPU ms of fn(query) over `rounds` passes of the queries, after one warm-up pass."""
     for q in queries:
         fn(q)
     times, cpu = [], []
@@ -136,105 +142,7 @@ def latency(fn, queries: list[str], rounds: int) -> tuple[float, float]:
             times.append(timed_ms(lambda q=q: fn(q)))
             cpu.append((time.process_time() - c0) * 1000)
     times.sort()
-    CPU_MS.append(statistics.median(cpu))
-    return statistics.median(times), times[int(0.95 * (len(times) - 1))]
-
-
-# Median CPU time (ms, all threads of this process) of each latency() call, in call order.
-CPU_MS: list[float] = []
-
-
-def bench_lake(pool: list[str], n: int, chunk: int, rounds: int, tail_batches: int) -> dict[str, float]:
-    """Build n - (tail_batches + 1) * 100 articles in bulk and compact; then add the rest as 100-article batches."""
-    with tempfile.TemporaryDirectory(prefix="nf-search-bench-") as tmp:
-        con = open_lake(Path(tmp))
-        bulk = n - 100 * (tail_batches + 1)
-        t0 = time.perf_counter()
-        for start in range(0, bulk, chunk):
-            lake_load(con, make_articles(pool, start, min(chunk, bulk - start), 1))
-        build_s = time.perf_counter() - t0
-
-        def compact() -> None:
-            con.execute("BEGIN")
-            lake_search.compact_search_index(con)
-            con.execute("COMMIT")
-
-        compact_ms = timed_ms(compact)
-        con.execute("CALL ducklake_merge_adjacent_files('newsflow')")
-        rows = con.execute("SELECT count(*) FROM search_postings").fetchone()[0]
-        p50_c, p95_c = latency(lambda q: lake_search.search(con, q, limit=20), QUERIES, rounds)
-        cpu_c = CPU_MS[-1]
-        # Then ingest as the pipeline does: one load transaction per 100-article batch.
-        adds = [timed_ms(lambda b=b: lake_load(con, make_articles(pool, bulk + 100 * b, 100, 1))) for b in range(tail_batches)]
-        tail = con.execute("SELECT count(*) FROM search_postings WHERE NOT merged").fetchone()[0]
-        p50, p95 = latency(lambda q: lake_search.search(con, q, limit=20), QUERIES, rounds)
-        cpu = CPU_MS[-1]
-        p50_f, _ = latency(lambda q: lake_search.search(con, q, source="source-3", since="2026-06-01", limit=20), QUERIES, rounds)
-        p50_sql, p95_sql = latency(lambda q: con.execute("SELECT * FROM search_articles(?) LIMIT 20", [q]).fetchall(), QUERIES, rounds)
-        last = make_articles(pool, n - 100, 100, 1)
-        lake_load(con, last)
-        changed = [a.model_copy(update={"text": a.text + " Updated."}) for a in last]
-
-        def reindex() -> None:
-            con.execute("BEGIN")
-            lake_search.index_articles(con, changed)
-            con.execute("COMMIT")
-
-        reindex_ms = timed_ms(reindex)
-        docs = con.execute("SELECT count(*) FROM article_search_docs").fetchone()[0]
-        size_mb = sum(p.stat().st_size for p in Path(tmp).rglob("*") if p.is_file()) / 1e6
-        con.close()
-    return {
-        "build_s": build_s, "compact_ms": compact_ms, "rows": rows, "docs": docs, "tail_rows": tail,
-        "add_100_p50_ms": statistics.median(adds), "add_100_max_ms": max(adds), "reindex_100_ms": reindex_ms,
-        "p50_compact_ms": p50_c, "cpu_compact_ms": cpu_c, "cpu_ms": cpu, "p95_compact_ms": p95_c, "p50_ms": p50, "p95_ms": p95, "p50_filtered_ms": p50_f,
-        "sql_macro_p50_ms": p50_sql, "sql_macro_p95_ms": p95_sql, "size_mb": size_mb,
-    }
-
-
-# ---------------------------------------------------------------------------- the SQLite FTS5 sidecar option
-
-
-def bench_fts5(pool: list[str], n: int, chunk: int, rounds: int) -> dict[str, float]:
-    with tempfile.TemporaryDirectory(prefix="nf-fts5-bench-") as tmp:
-        db = sqlite3.connect(Path(tmp) / "search.sqlite", isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("CREATE VIRTUAL TABLE fts USING fts5(article_id UNINDEXED, title, text, tokenize='porter unicode61')")
-
-        def load(arts: list[Article]) -> None:
-            db.execute("BEGIN")
-            db.executemany("INSERT INTO fts(article_id, title, text) VALUES (?, ?, ?)", [(a.id, a.title, a.text) for a in arts])
-            db.execute("COMMIT")
-
-        t0 = time.perf_counter()
-        for start in range(0, n - 100, chunk):
-            load(make_articles(pool, start, min(chunk, n - 100 - start), 1))
-        build_s = time.perf_counter() - t0
-        batch = make_articles(pool, n - 100, 100, 1)
-        add_ms = timed_ms(lambda: load(batch))
-
-        def reindex() -> None:
-            # Deleting by an UNINDEXED column scans the table per row (minutes at 100k); a real sidecar
-            # would keep an article_id -> rowid map and delete by rowid. Printed as measured.
-            db.execute("BEGIN")
-            db.executemany("DELETE FROM fts WHERE article_id = ?", [(a.id,) for a in batch])
-            db.executemany("INSERT INTO fts(article_id, title, text) VALUES (?, ?, ?)", [(a.id, a.title, a.text + " Updated.") for a in batch])
-            db.execute("COMMIT")
-
-        reindex_ms = timed_ms(reindex)
-
-        def query(q: str) -> list:
-            match = " OR ".join(f'"{w}"' for w in q.split())
-            return db.execute(
-                "SELECT article_id, snippet(fts, 2, '[', ']', '…', 24), bm25(fts, 0, 2.0, 1.0) AS s FROM fts "
-                "WHERE fts MATCH ? ORDER BY s LIMIT 20", [match]
-            ).fetchall()
-
-        p50, p95 = latency(query, QUERIES, rounds)
-        cpu = CPU_MS[-1]
-        size_mb = sum(p.stat().st_size for p in Path(tmp).rglob("*") if p.is_file()) / 1e6
-        db.close()
-    return {"build_s": build_s, "add_100_ms": add_ms, "reindex_100_ms": reindex_ms, "p50_ms": p50, "p95_ms": p95, "cpu_ms": cpu, "size_mb": size_mb}
+    return {"p50": statistics.median(times), "p95": times[int(0.95 * (len(times) - 1))], "cpu": statistics.median(cpu)}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -242,30 +150,67 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--articles", type=int, default=100_000)
     ap.add_argument("--chunk", type=int, default=10_000, help="articles per bulk-load transaction while building")
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--tail-batches", type=int, default=30, help="100-article batches added after compaction")
-    ap.add_argument("--skip-fts5", action="store_true")
+    ap.add_argument("--rounds", type=int, default=5, help="passes over the queries for the sidecar")
+    ap.add_argument("--lake-rounds", type=int, default=1, help="passes for the in-lake baseline (seconds per query at 100k)")
+    ap.add_argument("--batches", type=int, default=5, help="100-article batches, each followed by a sidecar sync")
     args = ap.parse_args(argv)
     pool = sentence_pool()
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (wall times on a busy machine are inflated; CPU times less so)")
-    print(f"{args.articles} synthetic articles from {len(pool)} real news sentences; {len(QUERIES)} queries x {args.rounds} rounds (warm)")
-    lake = bench_lake(pool, args.articles, args.chunk, args.rounds, args.tail_batches)
-    print("\n(a) in-lake inverted index (search_postings + article_search_docs, BM25 in SQL), DuckLake on a SQLite catalog")
-    print(f"    {lake['docs']:,} articles indexed; bulk build {lake['build_s']:.1f} s; full compaction {lake['compact_ms']:.0f} ms -> {lake['rows']:,} postings rows; {lake['size_mb']:.0f} MB")
-    print(f"    query right after compaction: p50 {lake['p50_compact_ms']:.0f} ms, p95 {lake['p95_compact_ms']:.0f} ms (CPU p50 {lake['cpu_compact_ms']:.0f} ms)")
-    print(f"    add a 100-article batch (articles + index, one transaction): p50 {lake['add_100_p50_ms']:.0f} ms, max {lake['add_100_max_ms']:.0f} ms over {args.tail_batches} batches")
-    print(f"    query with those {lake['tail_rows']:,} unmerged rows: p50 {lake['p50_ms']:.0f} ms, p95 {lake['p95_ms']:.0f} ms (CPU p50 {lake['cpu_ms']:.0f} ms); with --source/--since p50 {lake['p50_filtered_ms']:.0f} ms")
-    print(f"    SQL: SELECT * FROM search_articles(?) LIMIT 20: p50 {lake['sql_macro_p50_ms']:.0f} ms, p95 {lake['sql_macro_p95_ms']:.0f} ms")
-    print(f"    re-index 100 changed articles: {lake['reindex_100_ms']:.0f} ms")
-    if not args.skip_fts5:
-        f = bench_fts5(pool, args.articles, args.chunk, args.rounds)
-        print("\n(b) SQLite FTS5 sidecar file (porter unicode61, bm25, snippet)")
-        print(f"    build {f['build_s']:.1f} s, {f['size_mb']:.0f} MB")
-        print(f"    add one 100-article batch: {f['add_100_ms']:.0f} ms; re-index 100 changed: {f['reindex_100_ms']:.0f} ms")
-        print(f"    query p50 {f['p50_ms']:.0f} ms, p95 {f['p95_ms']:.0f} ms (CPU p50 {f['cpu_ms']:.0f} ms)")
-    worst = max(lake["p95_ms"], lake["p95_compact_ms"])
-    verdict = "PASS" if worst < 200 else "FAIL"
-    print(f"\n{verdict}: newsflow search p95 {worst:.0f} ms at {lake['docs']:,} articles (target < 200 ms)")
+    print(f"{args.articles:,} synthetic articles from {len(pool)} real news sentences; {len(QUERIES)} queries")
+    with tempfile.TemporaryDirectory(prefix="nf-search-bench-") as tmp:
+        folder = Path(tmp)
+        settings = lake_settings(folder)
+        con = open_lake(folder)
+        bulk = args.articles - 100 * args.batches
+        t0 = time.perf_counter()
+        for start in range(0, bulk, args.chunk):
+            lake_load(con, make_articles(pool, start, min(args.chunk, bulk - start), 1))
+        con.execute("BEGIN")
+        lake_search.compact_search_index(con)
+        con.execute("COMMIT")
+        con.execute(f"CALL ducklake_merge_adjacent_files('{db.LAKE}')")
+        lake_build_s = time.perf_counter() - t0
+
+        # Sidecar: the full build, then the query path of `newsflow search`, then a sync per 100-article batch.
+        built = search_sidecar.sync(settings)
+        assert built.action == "rebuilt", built
+        side_mb = sum(p.stat().st_size for p in folder.glob("*.search.sqlite*")) / 1e6
+        side = latency(lambda q: search_sidecar.search(settings, q, limit=10), QUERIES, args.rounds)
+        side_f = latency(lambda q: search_sidecar.search(settings, q, source="source-3", since="2026-06-01", limit=10), QUERIES, args.rounds)
+        syncs = []
+        for b in range(args.batches):
+            lake_load(con, make_articles(pool, bulk + 100 * b, 100, 1))
+            r = search_sidecar.sync(settings)
+            assert r.action == "applied" and r.articles == 100, r
+            syncs.append(r.seconds * 1000)
+
+        # The in-lake index: search() as newsflow search used it, and the SQL macro.
+        with db.session(settings, read_only=True) as ro:
+            lake = latency(lambda q: lake_search.search(ro, q, limit=10), QUERIES, args.lake_rounds)
+            macro = latency(lambda q: ro.execute("SELECT * FROM search_articles(?) LIMIT 20", [q]).fetchall(), QUERIES, args.lake_rounds)
+            same = 0
+            for q in QUERIES:
+                want = [r[0] for r in ro.execute("SELECT article_id FROM search_articles(?) LIMIT 20", [q]).fetchall()]
+                same += [h["id"] for h in search_sidecar.search(settings, q, limit=20)] == want
+            docs = ro.execute("SELECT count(*) FROM article_search_docs").fetchone()[0]
+        db.close_all()
+        con.close()
+
+    print(f"\nlake: {docs:,} articles indexed, bulk load + compaction {lake_build_s:.0f} s")
+    print("\n(a) `newsflow search` = FTS5 sidecar (warehouse/search_sidecar.py)")
+    print(f"    full build from the lake: {built.seconds:.1f} s, {side_mb:.0f} MB")
+    print(f"    query path warm (freshness check, BM25, snippets; limit 10): p50 {side['p50']:.1f} ms, p95 {side['p95']:.1f} ms (CPU p50 {side['cpu']:.1f} ms)")
+    print(f"    with --source/--since: p50 {side_f['p50']:.1f} ms, p95 {side_f['p95']:.1f} ms")
+    print(f"    sync after one 100-article batch: median {statistics.median(syncs):.0f} ms, max {max(syncs):.0f} ms over {len(syncs)} batches")
+    print("\n(b) in-lake index (baseline; the source of truth, and what SQL uses)")
+    print(f"    warehouse.search.search(): p50 {lake['p50']:.0f} ms, p95 {lake['p95']:.0f} ms (CPU p50 {lake['cpu']:.0f} ms)")
+    print(f"    SELECT * FROM search_articles(?) LIMIT 20: p50 {macro['p50']:.0f} ms, p95 {macro['p95']:.0f} ms (CPU p50 {macro['cpu']:.0f} ms)")
+    print(f"\nsame top-20 ids in the same order (sidecar vs SQL macro): {same}/{len(QUERIES)} queries")
+    verdict = "PASS" if side["p95"] < 200 and same == len(QUERIES) else "FAIL"
+    print(
+        f"summary: {verdict}: newsflow search p50 {side['p50']:.0f} ms / p95 {side['p95']:.0f} ms at {docs:,} articles (target < 200 ms; "
+        f"in-lake p95 {lake['p95']:.0f} ms); sync per 100-article batch {statistics.median(syncs):.0f} ms; full build {built.seconds:.0f} s"
+    )
 
 
 if __name__ == "__main__":

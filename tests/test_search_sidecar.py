@@ -154,6 +154,19 @@ def test_incremental_sync_applies_adds_changes_and_removals(lake) -> None:  # no
     side = search_sidecar.connect(search_sidecar.path_for(lake))
     assert side.execute("SELECT url FROM docs WHERE article_id = 'a009'").fetchone()[0] == "https://example.test/moved"
     assert side.execute("SELECT count(*) FROM docs WHERE article_id = 'a007'").fetchone()[0] == 0
+    # An article stored before its index row (as `index_missing` finds them): each sync asks the lake.
+    with db.session(lake) as con:
+        load(con, corpus(60, 1))
+        with db.transaction(con):
+            search.remove_articles(con, ["a060"])
+    assert search_sidecar.sync(lake).articles == 0
+    assert side.execute("SELECT count(*) FROM docs WHERE article_id = 'a060'").fetchone()[0] == 0
+    with db.session(lake) as con, db.transaction(con):
+        assert search.index_missing(con) == 1
+    assert search_sidecar.sync(lake).articles == 1
+    assert side.execute("SELECT count(*) FROM docs WHERE article_id = 'a060'").fetchone()[0] == 1
+    assert sidecar_rows(lake) == (lake_docs(lake),) * 3
+    assert_same_ranking(lake)
 
 
 def test_maintenance_snapshots_are_no_changes_and_expired_snapshots_rebuild(lake) -> None:  # noqa: ANN001

@@ -60,6 +60,7 @@ _PLAIN = re.compile(r"[a-z0-9]+")
 # DuckLake snapshot change kinds that move or compact data without changing any row.
 _MAINTENANCE_KINDS = frozenset({"flushed_inlined", "merge_adjacent", "rewrite_delete", "compacted_table"})
 _ROWS_PER_FETCH = 2000
+_IDS_PER_QUERY = 500
 
 _SCHEMA = [
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -265,60 +266,87 @@ def _rebuild(side: sqlite3.Connection, lake: duckdb.DuckDBPyConnection) -> int:
     return _insert(side, _fetch(lake.execute(_LAKE_DOCS)))
 
 
-def _changed_ids(lake: duckdb.DuckDBPyConnection, since: int, head: int) -> set[str]:
-    """Ids of articles whose index row or article row changed in snapshots since+1 .. head (maintenance skipped)."""
-    from warehouse.db import LAKE
+def _last_changes(lake: duckdb.DuckDBPyConnection, table: str, key: str, columns: str, since: int, head: int, skip: list[int]) -> dict[str, tuple | None]:
+    """Per changed key, its row as of `head` from DuckLake's change feed (None: deleted), maintenance snapshots skipped.
 
-    snaps = lake.execute(f"SELECT snapshot_id, changes FROM ducklake_snapshots('{LAKE}') WHERE snapshot_id > ? AND snapshot_id <= ?", [since, head]).fetchall()
-    skip = [sid for sid, changes in snaps if changes and set(changes) <= _MAINTENANCE_KINDS]
-    ids: set[str] = set()
-    for table, column in (("article_search_docs", "article_id"), ("articles", "id")):
-        rows = lake.execute(
-            f"SELECT DISTINCT {column} FROM table_changes('{table}', ?, ?) WHERE NOT list_contains(?::BIGINT[], snapshot_id)",
-            [since + 1, head, skip],
-        ).fetchall()
-        ids.update(r[0] for r in rows)
-    return ids
+    Within one snapshot a row deleted and inserted again (a re-load) counts as the insert.
+    """
+    rows = lake.execute(
+        f"SELECT {key}, change_type, {columns} FROM table_changes('{table}', ?, ?) "
+        "WHERE change_type <> 'update_preimage' AND NOT list_contains(?::BIGINT[], snapshot_id) "
+        f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY snapshot_id DESC, change_type = 'delete') = 1",
+        [since + 1, head, skip],
+    ).fetchall()
+    return {r[0]: (None if r[1] == "delete" else r[2:]) for r in rows}
+
+
+# A sidecar row as compared and written by _apply: the index fields, then the display fields.
+_ROW = "generation, source, dated_us, published_at, first_seen_at, url, title, text"
 
 
 def _apply(side: sqlite3.Connection, lake: duckdb.DuckDBPyConnection, since: int, head: int) -> int:
-    """Bring the changed articles in step (inside the caller's write transaction); returns articles rewritten."""
-    ids = _changed_ids(lake, since, head)
+    """Bring the articles changed since `since` in step (inside the caller's write transaction); returns articles changed.
+
+    The new rows come from the change feed itself (it reads only the changed rows; a lookup by id
+    would scan every file, ids being hashes), completed from the sidecar's own row for the table that
+    did not change; only what neither holds is read from the lake.
+    """
+    from warehouse.db import LAKE
+
+    snaps = lake.execute(f"SELECT snapshot_id, changes FROM ducklake_snapshots('{LAKE}') WHERE snapshot_id > ? AND snapshot_id <= ?", [since, head]).fetchall()
+    # Flushes, merges and rewrites move rows between files; a rewrite re-lists unchanged rows as inserts.
+    skip = [sid for sid, changes in snaps if changes and set(changes) <= _MAINTENANCE_KINDS]
+    docs = _last_changes(lake, "article_search_docs", "article_id", "generation, source, dated_at", since, head, skip)
+    arts = _last_changes(lake, "articles", "id", "published_at, first_seen_at, url, title, text", since, head, skip)
+    ids = sorted(set(docs) | set(arts))
     if not ids:
         return 0
-    wanted = json.dumps(sorted(ids))
-    current = {r[0]: r for r in lake.execute(f"{_LAKE_DOCS} WHERE d.article_id IN (SELECT unnest(?::VARCHAR[]))", [sorted(ids)]).fetchall()}
     have = {
-        r[0]: r
-        for r in side.execute(
-            "SELECT article_id, rowid, generation, published_at, first_seen_at, url, title, text FROM docs "
-            "WHERE article_id IN (SELECT value FROM json_each(?))",
-            (wanted,),
-        ).fetchall()
+        r[0]: r[1:]
+        for r in side.execute(f"SELECT article_id, rowid, {_ROW} FROM docs WHERE article_id IN (SELECT value FROM json_each(?))", (json.dumps(ids),)).fetchall()
     }
-    gone, fresh, touched = [], [], set()
-    for article_id, old in have.items():
-        new = current.get(article_id)
-        if new is None or new[1] != old[2]:  # removed, or re-indexed (new generation): its terms changed
-            gone.append(old[1])
-            touched.add(article_id)
-    for article_id, new in current.items():
+    new: dict[str, tuple | None] = {}
+    missing = []
+    for article_id in ids:
         old = have.get(article_id)
-        if old is None or new[1] != old[2]:
-            fresh.append(new)
-            touched.add(article_id)
-        elif (_iso(new[4]), _iso(new[5]), new[6], new[7], new[8]) != old[3:]:
-            # Same index row, other display fields (e.g. a corrected date): no new terms.
-            side.execute(
-                "UPDATE docs SET published_at = ?, first_seen_at = ?, url = ?, title = ?, text = ? WHERE rowid = ?",
-                (_iso(new[4]), _iso(new[5]), new[6], new[7], new[8], old[1]),
-            )
-            touched.add(article_id)
-    for rowid in gone:
-        side.execute("DELETE FROM fts WHERE rowid = ?", (rowid,))
-        side.execute("DELETE FROM docs WHERE rowid = ?", (rowid,))
-    _insert(side, fresh)
-    return len(touched)
+        d = docs[article_id] if article_id in docs else (old[1:4] if old else ...)
+        a = arts[article_id] if article_id in arts else (old[4:] if old else ...)
+        if d is None or a is None:
+            new[article_id] = None  # no index row, or no article: not searchable (as in search_articles())
+        elif d is ... or a is ...:
+            missing.append(article_id)  # the sidecar never had it and only one side changed: ask the lake
+        else:
+            if article_id in docs:
+                d = (d[0], d[1], _us(d[2]))
+            if article_id in arts:
+                a = (_iso(a[0]), _iso(a[1]), a[2], a[3], a[4])
+            new[article_id] = (*d, *a)
+    for i in range(0, len(missing), _IDS_PER_QUERY):
+        chunk = missing[i : i + _IDS_PER_QUERY]
+        marks = ", ".join("?" * len(chunk))
+        found = {r[0]: r for r in lake.execute(f"{_LAKE_DOCS} WHERE d.article_id IN ({marks})", chunk).fetchall()}
+        for article_id in chunk:
+            r = found.get(article_id)
+            new[article_id] = None if r is None else (r[1], r[2], _us(r[3]), _iso(r[4]), _iso(r[5]), r[6], r[7], r[8])
+    changed = 0
+    for article_id, row in new.items():
+        old = have.get(article_id)
+        if old is not None and row is not None and old[1] == row[0]:
+            if old[1:] != row:  # same index row (generation), other fields: no new terms
+                side.execute(
+                    "UPDATE docs SET source = ?, dated_us = ?, published_at = ?, first_seen_at = ?, url = ?, title = ?, text = ? WHERE rowid = ?",
+                    (*row[1:], old[0]),
+                )
+                changed += 1
+            continue
+        if old is not None:  # removed, or re-indexed (a new generation): its terms changed
+            side.execute("DELETE FROM fts WHERE rowid = ?", (old[0],))
+            side.execute("DELETE FROM docs WHERE rowid = ?", (old[0],))
+        if row is not None:
+            cur = side.execute(f"INSERT INTO docs (article_id, {_ROW}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (article_id, *row))
+            side.execute("INSERT INTO fts (rowid, terms) VALUES (?, ?)", (cur.lastrowid, doc_tokens(row[6], row[7])))
+        changed += old is not None or row is not None
+    return changed
 
 
 def sync(
