@@ -3,6 +3,7 @@ sync (changes, removals, maintenance, expired snapshots), concurrent syncs, fall
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import threading
 from datetime import datetime, timezone
@@ -117,7 +118,7 @@ def test_tokens_survive_the_fts5_tokenizer() -> None:
         assert con.execute("SELECT count(*) FROM f WHERE f MATCH ?", ['"' + search_sidecar.token(query_terms(word)[0]) + '"']).fetchone()[0] == 1
 
 
-def test_build_then_same_ranking_as_the_sql_macro(lake, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: ANN001
+def test_build_then_same_ranking_as_the_sql_macro(lake) -> None:  # noqa: ANN001
     notices: list[str] = []
     r = search_sidecar.sync(lake, notice=notices.append)
     assert r.action == "rebuilt" and r.articles == 40 and len(notices) == 1 and "building the search index" in notices[0]
@@ -193,7 +194,7 @@ def test_maintenance_snapshots_are_no_changes_and_expired_snapshots_rebuild(lake
     assert_same_ranking(lake)
 
 
-def test_new_terms_version_or_another_lake_rebuilds(lake, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:  # noqa: ANN001
+def test_new_terms_version_or_another_lake_rebuilds(lake, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
     search_sidecar.sync(lake)
     monkeypatch.setattr(search_sidecar, "TERMS_VERSION", "porter-test")
     assert search_sidecar.sync(lake).action == "rebuilt"
@@ -201,6 +202,17 @@ def test_new_terms_version_or_another_lake_rebuilds(lake, monkeypatch: pytest.Mo
     monkeypatch.setattr(search_sidecar, "FORMAT", "test")
     assert search_sidecar.sync(lake).action == "rebuilt"
     assert sidecar_rows(lake) == (40, 40, 40)
+    # The catalog deleted and created again (snapshot ids start over): another lake, rebuilt.
+    db.close_all()
+    catalog = Path(db.target(lake).location)
+    for p in catalog.parent.glob("catalog.sqlite*"):
+        p.unlink()
+    shutil.rmtree(catalog.parent / "data")
+    db.init_db(lake)
+    with db.session(lake) as con:
+        load(con, corpus(1, 3))
+    assert search_sidecar.sync(lake).action == "rebuilt"
+    assert sidecar_rows(lake) == (3, 3, 3)
 
 
 def test_concurrent_syncs_write_each_article_once(lake) -> None:  # noqa: ANN001

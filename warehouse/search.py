@@ -6,15 +6,14 @@ articles containing it, with the term's frequency) and one row per article with 
 reads only the postings rows of its terms (merged rows are sorted by term in small row groups, so the
 term filter skips the rest), needs no rebuild, sees exactly the committed articles (readers are never
 blocked by a writing ingest), and works from any DuckDB session on any catalog. The same ranking is
-the SQL table macro `search_articles(phrase)` (warehouse/migrations/005_search.sql).
+the SQL table macro `search_articles(phrase)` (warehouse/migrations/005_search.sql, 006_search_idf.sql).
 
-Measured (benchmarks/search_bench.py, 100k synthetic articles, 2 shared cores): one row per
-(article, term) means scanning ~20M rows per query (0.4-2.5 s), so the index is inverted; even so a
-query costs ~1.8 s CPU at 100k (postings scan + the text scan for snippets), against 32 ms for a
-SQLite FTS5 sidecar on the same data. The lake index is correct, transactional, incremental and
-usable from SQL on any catalog; meeting < 200 ms at 100k needs an FTS5 (or tantivy) sidecar as the
-fast path for `newsflow search`, fed from index_articles after each commit and rebuilt from the
-lake when missing.
+Scores are BM25 (k1 1.2, b 0.75) with SQLite FTS5's IDF (migration 006), so `newsflow search`, which
+answers from an FTS5 copy of this index (warehouse/search_sidecar.py, synced from the lake by
+snapshot), ranks exactly as the macro and `search()` do. Measured (benchmarks/search_bench.py, 100k
+synthetic articles, 2 shared cores): one row per (article, term) means scanning ~20M rows per query,
+so the index is inverted; even so a query here costs p50 1.6 s / p95 2.0 s (1.6 s CPU; the macro alone p50 0.73 s) at 100k (postings scan + the text
+scan for snippets), against p50 52 ms / p95 98 ms for the sidecar's whole query path for the sidecar, which is why `newsflow search` uses it.
 
 Terms come from `ingest.terms` (lower-case, stop words out, Porter stems), the one tokeniser for the
 index, `search()` and (through DuckDB's identical `stem(w, 'porter')`) the SQL macro.
