@@ -90,7 +90,9 @@ def test_first_noop_new_item_and_changed_page(prefect_api: None, news: dict) -> 
     # The run's log in Prefect (what the UI shows) has its stage lines at INFO, and the run report artifact.
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogHandler
 
+    APILogHandler().flush()  # logs reach the API in batches
     with get_client(sync_client=True) as client:
         logs = [lg.message for lg in client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run[3]])))]
     assert any(m.startswith("batch: pages ") for m in logs), logs[:20]
@@ -105,6 +107,12 @@ def test_first_noop_new_item_and_changed_page(prefect_api: None, news: dict) -> 
     feed_reqs = site.requests_for("/feed.xml")
     assert len(feed_reqs) == 1 and feed_reqs[0].header("If-None-Match") and feed_reqs[0].status == 304
     assert r2.get("new", 0) == 0 and r2.get("not_modified", 0) >= 1
+    # A run that loaded nothing skips the end-of-run maintenance pass (and says so in its log).
+    fr2 = q(db_path, "select flow_run_id from runs where id = ?", [r2["run_id"]])[0][0]
+    APILogHandler().flush()  # logs reach the API in batches
+    with get_client(sync_client=True) as client:
+        logs2 = [lg.message for lg in client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[fr2])))]
+    assert any(m.startswith("maintenance: skipped") for m in logs2), logs2[-10:]
     assert q(db_path, "select count(*) from articles")[0][0] == len(feed_paths)
 
     # 3. A new feed item: it is the only article fetched.
