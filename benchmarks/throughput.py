@@ -334,21 +334,37 @@ def run_ingest(env: dict[str, str], profile: Path | None = None) -> RunResult:
     exe = Path(sys.executable).parent / "newsflow"
     cmd = [sys.executable, "-m", "cProfile", "-o", str(profile), str(exe), "ingest"] if profile else [str(exe), "ingest"]
     t = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, text=True)
-        # wait4: this process tree's own maximum RSS (the flow process or a worker it reaped, the largest).
-        _pid, status, usage = os.wait4(proc.pid, 0)
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err, tempfile.TemporaryFile("w+") as usage:
+        # Through a small launcher: Linux carries a process's peak RSS across fork+exec, so a child forked
+        # straight from this process (which loaded spaCy for the bare loop) would report our RSS as its own.
+        proc = subprocess.Popen([sys.executable, "-c", _LAUNCHER, str(usage.fileno()), *cmd], env=env, stdout=out, stderr=err,
+                                text=True, pass_fds=(usage.fileno(),))
+        proc.wait()
         wall = time.perf_counter() - t
-        proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
+        usage.seek(0)
         stdout, stderr = out.read(), err.read()
-    if proc.returncode != 0:
-        raise SystemExit(f"newsflow ingest failed ({proc.returncode}):\n{stderr[-4000:]}")
+        code, maxrss_kib, cpu_s = usage.read().split()
+    if proc.returncode != 0 or int(code) != 0:
+        raise SystemExit(f"newsflow ingest failed ({code}):\n{stderr[-4000:]}")
     return RunResult(
-        wall=wall, peak_mb=usage.ru_maxrss / 1024, stages=parse_stages(stderr + stdout), log=stderr,
-        cpu_s=usage.ru_utime + usage.ru_stime,
+        wall=wall, peak_mb=int(maxrss_kib) / 1024, stages=parse_stages(stderr + stdout), log=stderr, cpu_s=float(cpu_s),
     )
+
+
+# Forks the command and reports os.wait4()'s rusage of exactly that process tree (exit code, peak RSS KiB,
+# CPU seconds) on the file descriptor given first; its own stdout/stderr pass through.
+_LAUNCHER = """
+import os, sys
+fd = int(sys.argv[1])
+pid = os.fork()
+if pid == 0:
+    os.close(fd)
+    os.execvp(sys.argv[2], sys.argv[2:])
+_pid, status, ru = os.wait4(pid, 0)
+os.write(fd, f"{os.waitstatus_to_exitcode(status)} {ru.ru_maxrss} {ru.ru_utime + ru.ru_stime}".encode())
+"""
 
 
 def live_files(env: dict[str, str]) -> int:
@@ -472,8 +488,9 @@ def main() -> int:
         base_env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSFLOW_")}
         base_env["PREFECT_HOME"] = str(tmp / "prefect-home")
         server = None
-        # The run's INFO lines (one per stage, and `timings:`) on stderr; newsflow's default is WARNING.
+        # The run's INFO lines (one per stage, and `timings:`) on stderr; newsflow's console default is WARNING.
         base_env["PREFECT_LOGGING_LEVEL"] = "INFO"
+        base_env["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "INFO"
         from flows.prefect_server import server_healthy
 
         if not args.no_server and server_healthy("http://127.0.0.1:4200/api"):

@@ -121,10 +121,12 @@ def warehouse_run(
                     logger.warning("maintenance after run %d skipped: %s", run_id, str(exc).splitlines()[0][:200])
             else:
                 logger.info("maintenance: skipped, the run loaded nothing (runs every %d runs regardless)", IDLE_RUNS_PER_MAINTENANCE)
-            # The search sidecar catches up now, so the next `newsflow search` is instant (never raises).
-            from warehouse import search_sidecar
+            if _wrote_data(ctx):
+                # The search sidecar catches up now, so the next `newsflow search` is instant (never raises);
+                # after a run that loaded nothing there is nothing new to index.
+                from warehouse import search_sidecar
 
-            search_sidecar.sync_after_run(settings, logger)
+                search_sidecar.sync_after_run(settings, logger)
         finally:
             pool.close()
 
