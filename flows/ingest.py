@@ -16,6 +16,10 @@ from urllib.parse import urlsplit
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
+# Task arguments are passed quote()d: Prefect otherwise walks every nested object of every argument
+# (page bodies, articles, the run context) on each task call to find futures, which cost ~20 s of the
+# flow process's CPU over a 1,000-page ingest (cProfile: visit_collection); these arguments hold none.
+from prefect.utilities.annotations import quote
 
 from flows import progress
 from flows.batch import Cleaning, EntityPlan, RunContext, plan_entities, process_fetched, record_discovery, start_cleaning
@@ -207,14 +211,14 @@ def fetch_and_process(
     if not slices:
         return
     session = session if session is not None else FetchSession(ctx.settings.fetch.user_agent)
-    fetches = [fetch_batch.submit(ctx.settings, slices[0], mirrors, session)]
+    fetches = [fetch_batch.submit(quote(ctx.settings), quote(slices[0]), quote(mirrors), quote(session))]
 
     def fetched(i: int) -> list[FetchResult]:
         """Batch i's fetch results; then batch i+1's fetch starts (one fetch at a time: politeness)."""
         with ctx.timed("fetch wait"):
             results = fetches[i].result()
         if i + 1 < len(slices):
-            fetches.append(fetch_batch.submit(ctx.settings, slices[i + 1], mirrors, session))
+            fetches.append(fetch_batch.submit(quote(ctx.settings), quote(slices[i + 1]), quote(mirrors), quote(session)))
         return results
 
     cleanings: list[Cleaning] = []
@@ -244,7 +248,7 @@ def fetch_and_process(
             plan_next()
         if i + 2 < len(slices) and len(cleanings) == i + 2:
             clean_next()
-        process_batch(ctx, cleanings[i].results, cleanings[i], plans[i])
+        process_batch(quote(ctx), quote(cleanings[i].results), quote(cleanings[i]), quote(plans[i]))
         if (i + 1) % compact_every == 0 and i + 1 < len(slices):
             with ctx.timed("compact"):  # the workers go on with batches i+1 and i+2 meanwhile
                 report = maintenance.maintain(ctx.settings)
@@ -271,16 +275,16 @@ def ingest(
     params = {"sources": sources, "feeds": feeds, "urls_file": urls_file, "path": path}
     started = time.perf_counter()
     with warehouse_run(settings, flow="ingest", trigger=trigger, params=params, sources=[x.name for x in selected]) as ctx:
-        register_sources(ctx, selected)
+        register_sources(quote(ctx), quote(selected))
         # One politeness state for the whole run: discovery and every fetch batch share robots.txt and host clocks.
         session = FetchSession(settings.fetch.user_agent)
         progress.status(f"discovering articles in {len(selected)} source(s)")
         with ctx.timed("discover"):
-            found = discover_sources(ctx, selected, mirrors, session=session)
+            found = discover_sources(quote(ctx), quote(selected), quote(mirrors), session=quote(session))
         progress.status("planning what to fetch")
         with ctx.timed("plan"):
-            local = new_local_pages(ctx, found.pages)
-            requests = plan_fetches(ctx, found.items, selected)
+            local = new_local_pages(quote(ctx), quote(found.pages))
+            requests = plan_fetches(quote(ctx), quote(found.items), quote(selected))
         progress.expect("fetch", len(requests))
         progress.expect("process", len(local) + len(requests))
         progress.status(f"fetching {len(requests)} and processing {len(local) + len(requests)} pages")
@@ -288,7 +292,7 @@ def ingest(
             # Workers start and load the spaCy model while the first batch is fetched and cleaned.
             ctx.pool.warm(partial(warm_models, settings))
         for batch in batches(local, settings.batch_size):
-            process_batch(ctx, batch)
+            process_batch(quote(ctx), quote(batch))
         fetch_and_process(ctx, requests, mirrors, session)
         log_timings(ctx, started)
         return {"run_id": ctx.run_id, **dict(ctx.counts)}

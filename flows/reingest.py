@@ -20,6 +20,10 @@ from urllib.parse import urlsplit
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
+# Task arguments are passed quote()d: Prefect otherwise walks every nested object of every argument
+# (page bodies, articles, the run context) on each task call to find futures, which cost ~20 s of the
+# flow process's CPU over a 1,000-page ingest (cProfile: visit_collection); these arguments hold none.
+from prefect.utilities.annotations import quote
 
 from flows import progress
 from flows.batch import RunContext, load_prepared, process_fetched
@@ -110,7 +114,7 @@ def refetch(ctx: RunContext, targets: Sequence[Target]) -> None:
 def reprocess(ctx: RunContext, targets: Sequence[Target]) -> None:
     """Re-process the selected stored pages batch by batch (no network)."""
     for batch in batches([t for t in targets if t.has_body], ctx.settings.batch_size):
-        reprocess_batch(ctx, batch)
+        reprocess_batch(quote(ctx), quote(batch))
 
 
 # Threads or Dask per NEWSFLOW_TASK_RUNNER, like `ingest` (see flows/compute.py).
@@ -151,7 +155,7 @@ def reingest(
         pages = [t for t in targets if not t.is_seed]
         progress.expect("process", len(targets))
         for batch in batches(seeds, settings.batch_size):
-            reprocess_seeds(ctx, batch)
+            reprocess_seeds(quote(ctx), quote(batch))
         if mode == "refetch":
             refetch(ctx, pages)
         else:
