@@ -19,6 +19,7 @@ from prefect.cache_policies import NO_CACHE
 # Task arguments are passed quote()d: Prefect otherwise walks every nested object of every argument
 # (page bodies, articles, the run context) on each task call to find futures, which cost ~20 s of the
 # flow process's CPU over a 1,000-page ingest (cProfile: visit_collection); these arguments hold none.
+# Not for fetch_batch.submit: under the Dask task runner a quote reaches the worker as a plain tuple.
 from prefect.utilities.annotations import quote
 
 from flows import progress
@@ -211,14 +212,14 @@ def fetch_and_process(
     if not slices:
         return
     session = session if session is not None else FetchSession(ctx.settings.fetch.user_agent)
-    fetches = [fetch_batch.submit(quote(ctx.settings), quote(slices[0]), quote(mirrors), quote(session))]
+    fetches = [fetch_batch.submit(ctx.settings, slices[0], mirrors, session)]
 
     def fetched(i: int) -> list[FetchResult]:
         """Batch i's fetch results; then batch i+1's fetch starts (one fetch at a time: politeness)."""
         with ctx.timed("fetch wait"):
             results = fetches[i].result()
         if i + 1 < len(slices):
-            fetches.append(fetch_batch.submit(quote(ctx.settings), quote(slices[i + 1]), quote(mirrors), quote(session)))
+            fetches.append(fetch_batch.submit(ctx.settings, slices[i + 1], mirrors, session))
         return results
 
     cleanings: list[Cleaning] = []
