@@ -301,6 +301,22 @@ def _instance(t: LakeTarget, read_only: bool, timeout_s: float, inlining_row_lim
         return con
 
 
+def close_for_exit() -> None:
+    """Close this process's SQLite-catalog lake instances before interpreter teardown (the CLI's last step).
+
+    Postgres-catalog instances are left to the process end: if the server went away, closing one makes
+    DuckDB's postgres extension roll back on a dead connection and abort the process (see _POISONED).
+    """
+    with _INSTANCES_LOCK:
+        if _POISONED:
+            return  # the process ends with os._exit (atexit above); destroy nothing
+        for key in [k for k in _INSTANCES if k[0][0].kind == "sqlite"]:
+            try:
+                _INSTANCES.pop(key).close()
+            except duckdb.Error:
+                pass
+
+
 def close_all() -> None:
     """Close every cached lake instance of this process (tests, long-lived processes switching lakes)."""
     with _INSTANCES_LOCK:

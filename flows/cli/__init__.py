@@ -139,12 +139,13 @@ def _close_lakes() -> None:
     """Close this process's DuckDB lake instances now, in order, rather than in interpreter teardown.
 
     At teardown Python destroys objects in no set order while Prefect's threads may still run; closing
-    the instances while everything is alive keeps DuckDB's destructors out of that.
+    the instances while everything is alive keeps DuckDB's destructors out of that. Postgres-catalog
+    instances are not closed (warehouse.db.close_for_exit says why).
     """
     if "warehouse.db" not in sys.modules:  # `--help`, `--version`: nothing was opened
         return
     try:
-        sys.modules["warehouse.db"].close_all()
+        sys.modules["warehouse.db"].close_for_exit()
     except Exception:  # noqa: BLE001 - the command's own outcome stands; nothing is left to write
         pass
 
