@@ -107,6 +107,36 @@ def plan_entities(ctx: RunContext, prepared: Sequence[Prepared], in_flight: dict
     return EntityPlan(needs_ner, copy_of, ctx.pool.submit(extract_entities, [p.article for p in needs_ner], ctx.settings))
 
 
+def merge_group(cleanings: Sequence[Cleaning], plans: Sequence[EntityPlan]) -> tuple[Cleaning, EntityPlan]:
+    """One Cleaning and one EntityPlan for consecutive batches loaded in one transaction (waits for their stages).
+
+    An article met in two batches of the group (two URLs naming one canonical) keeps the later batch's
+    entity decision, as it would when the later batch loaded after the earlier one.
+    """
+    if len(cleanings) == 1:
+        return cleanings[0], plans[0]
+    outcome = PrepareOutcome()
+    results: list[FetchResult] = []
+    for c in cleanings:
+        results.extend(c.results)
+        outcome = outcome.merge(c.outcome())
+    ner: dict[str, ArticleEntities] = {}
+    copy_of: dict[str, str] = {}
+    needs: list[Prepared] = []
+    for plan in plans:
+        for part in plan.ner.result():
+            for ents in part:
+                copy_of.pop(ents.article_id, None)
+                ner[ents.article_id] = ents
+        for dup, canonical in plan.copy_of.items():
+            ner.pop(dup, None)
+            copy_of[dup] = canonical
+        needs.extend(plan.needs_ner)
+    merged = Cleaning(results, Pending([outcome]))
+    merged._outcome = outcome
+    return merged, EntityPlan(needs, copy_of, Pending([list(ner.values())]))
+
+
 def start_cleaning(ctx: RunContext, results: Sequence[FetchResult]) -> Cleaning:
     """Queue clean+fingerprint of a batch's pages in the workers, without waiting (overlaps the previous batch's load)."""
     ok = [r for r in results if r.ok]

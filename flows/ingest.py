@@ -23,7 +23,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.utilities.annotations import quote
 
 from flows import progress
-from flows.batch import Cleaning, EntityPlan, RunContext, plan_entities, process_fetched, record_discovery, start_cleaning
+from flows.batch import Cleaning, EntityPlan, RunContext, merge_group, plan_entities, process_fetched, record_discovery, start_cleaning
 from flows.compute import SettingsTaskRunner
 # Checked without Prefect (flows/inputs.py): the CLI runs the same checks before the flow starts.
 from flows.inputs import select_sources
@@ -33,7 +33,7 @@ from ingest.discover import DiscoveryResult, discover
 from ingest.errors import is_retryable
 from ingest.fetch import FetchSession, fetch_all
 from ingest.language import languages_by_source
-from ingest.models import DiscoveredItem, FetchRequest, FetchResult
+from ingest.models import Article, DiscoveredItem, FetchRequest, FetchResult
 from ingest.pipeline import warm_models
 from ingest.settings import Settings
 from ingest.sources import Source, SourceKind
@@ -203,10 +203,13 @@ def fetch_and_process(
 ) -> None:
     """Fetch, clean, NER and load batches so that both cores stay busy; loads stay sequential (one writer).
 
-    Fetches run one at a time in a thread, ahead of the workers. Before batch i loads, batch i+1's NER
-    and batch i+2's cleaning are queued in the workers, so both cores work while this process loads
-    (batch i+1's exact copies of batch i articles are found in memory: flows.batch.plan_entities).
-    All batches share one FetchSession (the run's, or a new one), so politeness holds across them.
+    Fetches run one at a time in a thread, ahead of the workers. Before a load, batch i+1's NER and
+    batch i+2's cleaning are queued in the workers, so both cores work while this process loads.
+    Loads are grouped: consecutive batches are written in one transaction once they hold at least
+    `load_min_pages` pages (a DuckLake transaction costs ~1.5 s of fixed catalog work whatever its
+    size), so the writer takes far less CPU from the workers; exact copies of articles planned but not
+    loaded yet are found in memory (flows.batch.plan_entities). All batches share one FetchSession
+    (the run's, or a new one), so politeness holds across them.
     """
     slices = batches(requests, ctx.settings.batch_size)
     if not slices:
@@ -224,34 +227,52 @@ def fetch_and_process(
 
     cleanings: list[Cleaning] = []
     plans: list[EntityPlan] = []
+    loaded = 0  # batches [0, loaded) are in the warehouse
 
     def clean_next() -> None:
         """Queue the next batch's cleaning in the workers."""
         cleanings.append(start_cleaning(ctx, fetched(len(cleanings))))
 
     def plan_next() -> None:
-        """Queue the next batch's NER; the batch before it may not be loaded yet (its canonicals count)."""
+        """Queue the next batch's NER; batches planned but not loaded yet count as canonicals (in memory)."""
         i = len(plans)
         with ctx.timed("clean"):
             prepared = cleanings[i].outcome().prepared
-        plans.append(plan_entities(ctx, prepared, plans[i - 1].will_have_entities() if i else None))
+        in_flight: dict[str, Article] = {}
+        for plan in plans[loaded:]:
+            in_flight.update(plan.will_have_entities())
+        plans.append(plan_entities(ctx, prepared, in_flight))
 
-    # Workers' queue: NER(i+1), clean(i+2) are queued before batch i loads, so loads never idle them.
+    # Workers' queue: NER(i+1), clean(i+2) are queued before batches up to i load, so loads never idle them.
     clean_next()
     plan_next()
     if len(slices) > 1:
         clean_next()
-    # A long run (a backfill) merges the small files its batches wrote every COMPACT_EVERY_PAGES pages,
-    # so later batches' lookups do not open ever more files (maintenance runs again at the end).
-    compact_every = max(1, COMPACT_EVERY_PAGES // max(1, ctx.settings.batch_size))
+    min_pages = max(1, ctx.settings.load_min_pages)
+    pages_since_compact = 0
     for i in range(len(slices)):
         if i + 1 < len(slices) and len(plans) == i + 1:
             plan_next()
         if i + 2 < len(slices) and len(cleanings) == i + 2:
             clean_next()
-        process_batch(quote(ctx), quote(cleanings[i].results), quote(cleanings[i]), quote(plans[i]))
-        if (i + 1) % compact_every == 0 and i + 1 < len(slices):
-            with ctx.timed("compact"):  # the workers go on with batches i+1 and i+2 meanwhile
+        group = range(loaded, i + 1)
+        pages = sum(len(cleanings[j].results) for j in group)
+        # Load when the group is big enough, and at the second-to-last batch too, so the load after the
+        # workers have finished (nothing left to overlap it with) is one batch, not a whole group.
+        if pages < min_pages and i < len(slices) - 2:
+            continue
+        with ctx.timed("entities"):  # waits for the group's NER in the workers
+            cleaning, plan = merge_group([cleanings[j] for j in group], [plans[j] for j in group])
+        process_batch(quote(ctx), quote(cleaning.results), quote(cleaning), quote(plan))
+        for j in group:  # loaded: drop the pages and articles (a long run keeps memory flat)
+            cleanings[j] = plans[j] = None  # type: ignore[call-overload]
+        loaded = i + 1
+        pages_since_compact += pages
+        if pages_since_compact >= COMPACT_EVERY_PAGES and i + 1 < len(slices):
+            # A long run (a backfill) merges the small files its loads wrote, so later lookups do not
+            # open ever more files (maintenance runs again at the end); the workers go on meanwhile.
+            pages_since_compact = 0
+            with ctx.timed("compact"):
                 report = maintenance.maintain(ctx.settings)
             log_stage("compact", live_data_files=f"{report.live_files_before} -> {report.live_files_after}", seconds=round(report.seconds, 2))
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import codecs
 import re
-import unicodedata
 
 import charset_normalizer
 
@@ -110,12 +109,16 @@ def _strict(body: bytes, codec: str | None) -> str | None:
         return None
 
 
+# Unicode category Cc (C0, DEL, C1) except tab, newline, carriage return and form feed.
+_CONTROL_CHARS = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")
+
+
 def _looks_binary(text: str) -> bool:
     """True when decoded text is mostly control characters, i.e. not a markup/text document."""
     sample = text[:4096]
     if not sample:
         return False
-    controls = sum(1 for ch in sample if unicodedata.category(ch) == "Cc" and ch not in "\t\n\r\f")
+    controls = len(_CONTROL_CHARS.findall(sample))
     return "\x00" in sample or controls / len(sample) > 0.05
 
 

@@ -51,10 +51,17 @@ def _stopword_index() -> dict[str, frozenset[str]]:
     return {w: frozenset(langs) for w, langs in index.items()}
 
 
+# Any character of the scripts _script_language counts (kana, CJK ideographs, hangul, Thai).
+_SPACELESS_SCRIPT = re.compile("[\u3040-\u30ff\u4e00-\u9fff\u3400-\u4dbf\uac00-\ud7af\u1100-\u11ff\u0e00-\u0e7f]")
+
+
 def _script_language(text: str) -> str | None:
     """Language implied by a writing system without spaces between words (ja, zh, ko, th), if dominant."""
+    sample = text[:5000]
+    if not _SPACELESS_SCRIPT.search(sample):
+        return None  # the common case, found by one C-level scan instead of a Python loop per character
     kana = han = hangul = thai = letters = 0
-    for ch in text[:5000]:
+    for ch in sample:
         o = ord(ch)
         if 0x3040 <= o <= 0x30FF:
             kana += 1

@@ -83,10 +83,16 @@ def extract_entities(articles: Sequence[Article], settings: Settings) -> list[Ar
 
 
 def warm_models(settings: Settings) -> None:
-    """Load the spaCy models the entities stage will use (cached per process): run in each worker before NER is needed."""
+    """Load the spaCy model of the default language (cached per process): run in each worker before NER is needed.
+
+    Other languages' models load on their first article: loading the French one costs ~3 s of CPU per
+    worker (its tokenizer exceptions compile a large regex), wasted on a run without French articles.
+    """
     from ingest import entities
 
-    for model in dict.fromkeys(settings.entities.models_by_language.values()):
+    lang = settings.entities.assume_language or "en"
+    model = settings.entities.models_by_language.get(lang)
+    if model is not None:
         entities.load_nlp(model, sentences_before_ner=settings.entities.sentences_before_ner)
 
 

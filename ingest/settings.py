@@ -194,6 +194,11 @@ class Settings(BaseSettings):
     sources_file: Path | None = None
     # Articles per batch: one Prefect task handles a whole batch (tiny tasks stall the API).
     batch_size: int = 100
+    # Consecutive batches are loaded in one warehouse transaction once they hold this many pages: a
+    # DuckLake transaction costs ~1.5 s of catalog work whatever its size (benchmarks/throughput.py).
+    # Analysts see a long run's articles in steps of about this many; a crash loses at most this many
+    # processed (not yet loaded) pages, which the next run fetches again.
+    load_min_pages: int = 400
     # Worker processes for the CPU-heavy stages (trafilatura, spaCy); threads do not scale for them.
     workers: int = 2
     task_runner: Literal["threads", "dask"] = "threads"

@@ -1,4 +1,4 @@
-"""Overlapped batches (clean of batch i+1 beside NER/load of batch i, mid-run compaction) load what one big batch loads.
+"""Overlapped batches (clean of batch i+1 beside NER/load of batch i, grouped loads, mid-run compaction) load what one big batch loads.
 
 Real Prefect flow runs, a real loopback site, real lakes and two real worker processes: 40 pages (the
 demo articles, each under five URLs, so exact duplicates cross batch boundaries) in batches of 16,
@@ -49,7 +49,12 @@ def _counts(wh: Path) -> dict[str, int]:
         return {k: con.execute(sql).fetchall()[0][0] for k, sql in TABLES.items()}
 
 
-def test_overlapped_batches_load_what_one_batch_loads(prefect_api: None, site: SiteServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+# 1: every batch loads on its own; 32: batches load in groups of two (16 + 16, then the last 8), so
+# exact copies and near-duplicates meet inside one transaction as well as across transactions.
+@pytest.mark.parametrize("load_min_pages", [1, 32])
+def test_overlapped_batches_load_what_one_batch_loads(
+    prefect_api: None, site: SiteServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, load_min_pages: int
+) -> None:
     import flows.ingest
     from flows.ingest import ingest
 
@@ -66,7 +71,8 @@ def test_overlapped_batches_load_what_one_batch_loads(prefect_api: None, site: S
     use_lake(monkeypatch, tmp_path / "overlapped")
     monkeypatch.setenv("NEWSFLOW_BATCH_SIZE", "16")  # 16 pages: two chunks, so the worker processes run them
     monkeypatch.setenv("NEWSFLOW_WORKERS", "2")
-    monkeypatch.setattr(flows.ingest, "COMPACT_EVERY_PAGES", 16)  # a maintenance pass after batches 1 and 2
+    monkeypatch.setenv("NEWSFLOW_LOAD_MIN_PAGES", str(load_min_pages))
+    monkeypatch.setattr(flows.ingest, "COMPACT_EVERY_PAGES", 16)  # a maintenance pass after every load but the last
     overlapped = ingest()
 
     assert one["new"] == overlapped["new"] and overlapped["fetched"] == n
