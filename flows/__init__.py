@@ -25,3 +25,7 @@ _PREFECT_DEFAULTS = {
 
 for _key, _value in _PREFECT_DEFAULTS.items():
     os.environ.setdefault(_key, _value)
+
+# One BLAS thread (read when NumPy loads, which is after this): newsflow's parallelism is worker
+# processes, and spaCy runs on NumPy's BLAS (ingest.settings.EntitySettings.numpy_blas).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")

@@ -44,7 +44,7 @@ NORM_VERSION = "2"  # 2: country names resolve to one entity (ingest.places)
 # Components that only feed NER when it listens to them (shared tok2vec / transformer).
 _EMBEDDING_FACTORIES = {"tok2vec", "transformer", "curated_transformer"}
 
-_NLP_CACHE: dict[tuple[str, bool], "Language"] = {}
+_NLP_CACHE: dict[tuple[str, bool, bool], "Language"] = {}
 
 _CHAR_MAP = str.maketrans(
     {
@@ -178,12 +178,28 @@ def _needed_components(config) -> set[str]:
     return needed
 
 
-def load_nlp(model_name: str, *, sentences_before_ner: bool = True) -> "Language":
+def use_numpy_blas(on: bool = True) -> None:
+    """Make thinc run matrix products on NumPy's BLAS (on) or its bundled BLIS (off) for models loaded from now on.
+
+    See EntitySettings.numpy_blas. One BLAS thread per process (OPENBLAS_NUM_THREADS, set by StagePool
+    and the CLI before NumPy loads): newsflow's parallelism is worker processes, and a second thread
+    each would only contend.
+    """
+    from thinc.api import NumpyOps, get_current_ops, set_current_ops
+
+    ops = get_current_ops()
+    if not (isinstance(ops, NumpyOps) and ops.use_blis != on):
+        set_current_ops(NumpyOps(use_blis=not on))
+
+
+def load_nlp(model_name: str, *, sentences_before_ner: bool = True, numpy_blas: bool = True) -> "Language":
     """Load `model_name` with only what NER needs plus a sentencizer; cached per process."""
-    key = (model_name, sentences_before_ner)
+    key = (model_name, sentences_before_ner, numpy_blas)
     if key in _NLP_CACHE:
         return _NLP_CACHE[key]
     import spacy
+
+    use_numpy_blas(numpy_blas)  # the model's layers keep the ops current when it is built
 
     config = _model_config(model_name)
     if config is not None and "ner" in config["components"]:
@@ -522,7 +538,7 @@ def extract_entities(articles: list[Article], settings: EntitySettings, n_proces
         else:
             by_model[model].append(i)
     for model, idxs in by_model.items():
-        nlp = load_nlp(model, sentences_before_ner=settings.sentences_before_ner)
+        nlp = load_nlp(model, sentences_before_ner=settings.sentences_before_ner, numpy_blas=settings.numpy_blas)
         version = model_version(nlp)
         texts = (articles[i].text[: settings.max_chars] for i in idxs)
         kwargs = {"batch_size": settings.batch_size}

@@ -93,12 +93,16 @@ def warm_models(settings: Settings) -> None:
     lang = settings.entities.assume_language or "en"
     model = settings.entities.models_by_language.get(lang)
     if model is not None:
-        entities.load_nlp(model, sentences_before_ner=settings.entities.sentences_before_ner)
+        entities.load_nlp(model, sentences_before_ner=settings.entities.sentences_before_ner, numpy_blas=settings.entities.numpy_blas)
+
+
+# Numeric libraries' thread counts: one each, since newsflow runs one worker process per core.
+_SINGLE_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def _worker_init() -> None:
     """Keep each worker's numeric libraries single-threaded: two processes on two cores, not 2xN threads."""
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    for var in _SINGLE_THREAD_VARS:
         os.environ[var] = "1"
 
 
@@ -147,6 +151,10 @@ class StagePool:
 
     def _get_executor(self) -> Executor | None:
         if self._executor is None and self.workers > 1:
+            # The workers inherit this: BLAS reads it when NumPy loads, which in a spawned worker is
+            # before _worker_init runs (unpickling the task imports ingest). A user's own value is kept.
+            for var in _SINGLE_THREAD_VARS:
+                os.environ.setdefault(var, "1")
             # spawn, not fork: the flow process runs threads (Prefect's API client, event loop) and
             # forking a threaded process can deadlock in the child.
             self._executor = ProcessPoolExecutor(

@@ -171,6 +171,10 @@ class EntitySettings(BaseModel):
     # full pipeline); the sentences also give the snippets.
     sentences_before_ner: bool = True
     snippet_max_chars: int = 300
+    # spaCy's matrix products on NumPy's BLAS (OpenBLAS, one thread per process) instead of thinc's
+    # bundled BLIS: 25% less CPU per article for the small English model on this machine, with the
+    # same entities (13,676 of 13,676 on the 181 benchmark articles). False: thinc's default.
+    numpy_blas: bool = True
 
 
 class Settings(BaseSettings):

