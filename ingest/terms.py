@@ -6,6 +6,8 @@ English stop words and one-character tokens, and Porter-stemming what is left ("
 same stems as snowballstemmer's (0 differences on the 21.6k distinct words of the seeds, the demo sites
 and the extraction benchmark), so a query tokenised in SQL (`warehouse/migrations/005_search.sql`)
 matches the index written from Python. Keep STOP_WORDS and the split rule in step with that macro.
+snowballstemmer hands the work to PyStemmer (Snowball's C library) when it is installed, as it is with
+newsflow: the same algorithm, 17x faster (0 differences on 20k words).
 """
 
 from __future__ import annotations

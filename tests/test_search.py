@@ -50,6 +50,23 @@ def test_python_stems_equal_duckdb_stems_so_sql_and_python_rank_alike() -> None:
     assert {w: stem(w) for w in words} == got
 
 
+def test_c_stemmer_in_use_and_equal_to_the_pure_python_port() -> None:
+    """PyStemmer (a dependency) does the stemming, with the stems of snowballstemmer's own Python port."""
+    import snowballstemmer
+    from snowballstemmer.porter_stemmer import PorterStemmer
+
+    from ingest import terms
+
+    assert type(terms._stemmer).__module__ == "Stemmer"  # snowballstemmer handed it to PyStemmer
+    assert snowballstemmer.stemmer("porter").__class__.__module__ == "Stemmer"
+    words = set()
+    for path in glob.glob(str(BUNDLED_SEEDS_DIR / "**" / "*.*"), recursive=True):
+        words |= set(tokens(Path(path).read_text(encoding="utf-8", errors="replace")))
+    assert len(words) > 1500
+    pure = PorterStemmer()
+    assert {w: terms._stemmer.stemWord(w) for w in words} == {w: pure.stemWord(w) for w in words}
+
+
 def test_stop_words_match_the_sql_macro() -> None:
     # The latest migration that (re)defines the macro.
     latest = max(p for p in (Path(search.__file__).parent / "migrations").glob("*.sql") if "MACRO search_articles" in p.read_text(encoding="utf-8"))
