@@ -276,7 +276,8 @@ def load_prepared(
         articles = [p.article for p in prepared]
         write = loads.save_articles(con, articles, ctx.run_id, seen_at=ctx.started_at)
         changed_articles = [a for a in articles if a.id in set(write.new) | set(write.updated)]
-        boilerplate.save_removed_lines(con, changed_articles)
+        new_ids = set(write.new)  # inserted by this transaction: nothing of theirs to replace or clear
+        boilerplate.save_removed_lines(con, changed_articles, new_ids=new_ids)
         # The full-text index is written in the same transaction: a committed article is always searchable.
         search.index_articles(con, changed_articles)
         url_pairs = []
@@ -304,7 +305,9 @@ def load_prepared(
             matches = dedup.decide(batch, candidates, s.dedup, first_seen=first_seen)
             # Counted as rows written: with several batches per run the canonical may be the article of
             # an earlier batch, and then the earlier article's row is what changes.
-            counts["duplicates"] += dedup_store.save_duplicates(con, matches, ctx.run_id, checked_ids=[a.id for a, _ in batch])
+            counts["duplicates"] += dedup_store.save_duplicates(
+                con, matches, ctx.run_id, checked_ids=[a.id for a, _ in batch if a.id not in new_ids]
+            )
             dedup_s = time.perf_counter() - t_dedup
 
         if entity_results:

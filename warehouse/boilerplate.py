@@ -9,7 +9,7 @@ The pure part (site key, removal with reasons) is ingest.boilerplate.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 import duckdb
 import pyarrow as pa
@@ -63,20 +63,24 @@ def recurring_lines(
     return {s: frozenset(lines) for s, lines in out.items()}
 
 
-def save_removed_lines(con: duckdb.DuckDBPyConnection, articles: Sequence[Article]) -> int:
+def save_removed_lines(con: duckdb.DuckDBPyConnection, articles: Sequence[Article], *, new_ids: Collection[str] = ()) -> int:
     """Replace the recorded boilerplate lines of these articles with what their clean removed; returns rows written.
 
     Takes an open connection and leaves transaction control to the caller (one batch, one transaction).
+    `new_ids`: articles this transaction inserted, which have no lines to replace (their DELETE is skipped:
+    on DuckLake even a DELETE that matches nothing costs a scan and catalog reads, ~90 ms per load).
     """
     ids = list(dict.fromkeys(a.id for a in articles))
     if not ids:
         return 0
+    ids_to_replace = [i for i in ids if i not in new_ids]
     rows = [
         {"article_id": a.id, "line": line, "reason": reason}
         for a in {a.id: a for a in articles}.values()
         for line, reason in dict.fromkeys(a.boilerplate_removed)
     ]
-    con.execute("DELETE FROM articles_boilerplate WHERE list_contains(?::VARCHAR[], article_id)", [ids])
+    if ids_to_replace:
+        con.execute("DELETE FROM articles_boilerplate WHERE list_contains(?::VARCHAR[], article_id)", [ids_to_replace])
     if not rows:
         return 0
     with registered(con, "boilerplate_batch", rows, _REMOVED):
