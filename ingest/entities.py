@@ -450,15 +450,23 @@ def _join_lowercase_surnames(text: str, mentions: list[_Raw]) -> None:
         mentions.remove(d)
 
 
-def _display_name(form: _Form, all_mentions: list[_Raw]) -> str:
-    """Most frequent written form, with words the article also writes capitalised restored ('Antony blinken' -> 'Antony Blinken')."""
-    surfaces = Counter(_WS.sub(" ", unify_chars(m.surface)).strip() for m in form.mentions)
-    best = max(surfaces, key=lambda s: (surfaces[s], sum(ch.isupper() for ch in s), s))
+def _cased_words(all_mentions: list[_Raw]) -> dict[str, str]:
+    """casefolded word -> its first capitalised spelling among an article's mentions (for _display_name)."""
     cased: dict[str, str] = {}
     for m in all_mentions:
         for w in _WS.sub(" ", unify_chars(m.surface)).split():
             if w[:1].isupper():
                 cased.setdefault(w.casefold(), w)
+    return cased
+
+
+def _display_name(form: _Form, cased: dict[str, str]) -> str:
+    """Most frequent written form, with words the article also writes capitalised restored ('Antony blinken' -> 'Antony Blinken').
+
+    `cased`: _cased_words of the article's mentions (built once per article, not once per entity).
+    """
+    surfaces = Counter(_WS.sub(" ", unify_chars(m.surface)).strip() for m in form.mentions)
+    best = max(surfaces, key=lambda s: (surfaces[s], sum(ch.isupper() for ch in s), s))
     return " ".join(cased.get(w.casefold(), w) if w.islower() else w for w in best.split())
 
 
@@ -488,12 +496,13 @@ def resolve_document(raw: list[_Raw], settings: EntitySettings) -> list[Mention]
         clusters[root[f.norm]].append(f)
 
     out: list[Mention] = []
+    cased = _cased_words(raw)
     for root_norm, members in clusters.items():
         mentions = [m for f in members for m in f.mentions]
         # Short forms resolved to a longer name vote with less weight: the model's label of a lone
         # surname is its least reliable output.
         etype = _vote(mentions, settings, frozenset(f.norm for f in members if f.norm != root_norm))
-        name = _display_name(forms[root_norm], raw)
+        name = _display_name(forms[root_norm], cased)
         key_norm = root_norm
         country = canonical_country(root_norm, etype) if etype in _COUNTRY_LABELS else None
         if country is not None:
