@@ -194,6 +194,9 @@ def batches(items: Sequence[Any], size: int) -> list[list[Any]]:
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
 
 
+# Batches whose cleaning is queued beyond the one being planned: while this process plans batch i+1's
+# NER (it needs that batch's cleaned articles), the workers still have batch i+2 and i+3 to clean.
+CLEAN_AHEAD = 2
 # Pages between two mid-run maintenance passes (merge adjacent files, flush inlined rows).
 COMPACT_EVERY_PAGES = 2000
 
@@ -243,17 +246,18 @@ def fetch_and_process(
             in_flight.update(plan.will_have_entities())
         plans.append(plan_entities(ctx, prepared, in_flight))
 
-    # Workers' queue: NER(i+1), clean(i+2) are queued before batches up to i load, so loads never idle them.
+    # Workers' queue: NER(i+1) and the cleaning of the CLEAN_AHEAD batches after it are queued before
+    # batches up to i load, so neither planning nor loads idle them.
     clean_next()
     plan_next()
-    if len(slices) > 1:
+    while len(cleanings) < min(len(slices), 1 + CLEAN_AHEAD):
         clean_next()
     min_pages = max(1, ctx.settings.load_min_pages)
     pages_since_compact = 0
     for i in range(len(slices)):
         if i + 1 < len(slices) and len(plans) == i + 1:
             plan_next()
-        if i + 2 < len(slices) and len(cleanings) == i + 2:
+        while len(cleanings) < min(len(slices), i + 2 + CLEAN_AHEAD):
             clean_next()
         group = range(loaded, i + 1)
         pages = sum(len(cleanings[j].results) for j in group)
