@@ -155,8 +155,8 @@ def process_fetched(
     `from_store`: the results were rebuilt from stored `pages` rows (re-processing), so the raw pages
     are not written back and nothing counts as fetched. `cleaning`: this batch's clean stage, already
     queued by start_cleaning; `entity_plan`: its NER, already queued by plan_entities (the ingest
-    queues batch i+1's NER and batch i+2's cleaning before loading batch i, so the workers never wait
-    for a load).
+    queues batch i+1's NER and the next batches' cleaning before loading up to batch i, so the workers
+    never wait for a load; see flows.ingest.fetch_and_process).
     """
     cleaning = cleaning if cleaning is not None else start_cleaning(ctx, results)
     ok = [r for r in results if r.ok]

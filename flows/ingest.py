@@ -207,7 +207,8 @@ def fetch_and_process(
     """Fetch, clean, NER and load batches so that both cores stay busy; loads stay sequential (one writer).
 
     Fetches run one at a time in a thread, ahead of the workers. Before a load, batch i+1's NER and
-    batch i+2's cleaning are queued in the workers, so both cores work while this process loads.
+    the cleaning of the CLEAN_AHEAD batches after it are queued in the workers, so both cores work
+    while this process loads.
     Loads are grouped: consecutive batches are written in one transaction once they hold at least
     `load_min_pages` pages (a DuckLake transaction costs ~1.5 s of fixed catalog work whatever its
     size), so the writer takes far less CPU from the workers; exact copies of articles planned but not
