@@ -86,7 +86,8 @@ def test_failing_batch_rolls_back_and_next_run_loads_all(
 
     sources, urls = serve_many_articles(site, tmp_path, n=15, delay_s=0)
     db = tmp_path / "wh"
-    for k, v in cli_env(db, sources, tmp_path / "prefect", NEWSFLOW_BATCH_SIZE="5").items():
+    # One load per batch of 5 (NEWSFLOW_LOAD_MIN_PAGES=1; by default batches load in groups of 400 pages).
+    for k, v in cli_env(db, sources, tmp_path / "prefect", NEWSFLOW_BATCH_SIZE="5", NEWSFLOW_LOAD_MIN_PAGES="1").items():
         if k.startswith("NEWSFLOW_"):
             monkeypatch.setenv(k, v)
     real = entities_store.save_entities
