@@ -10,6 +10,7 @@ and no query ever leaves the machine.
 from __future__ import annotations
 
 import ipaddress
+import signal
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -180,6 +181,12 @@ GUARD = SocketGuard()
 def pytest_configure(config: pytest.Config) -> None:
     # Installed before collection, so module-level code of test files is covered too.
     GUARD.install()
+    # A shell that starts pytest in the background (`nohup ... &`, a CI runner's non-interactive job)
+    # starts it with SIGINT ignored, and every process a test spawns inherits that: `newsflow serve` and
+    # `newsflow server` then never see the SIGINT (Ctrl-C) the schedule tests stop them with. Tests run
+    # as if from a terminal: SIGINT interrupts, here and in the children (exec resets a handler, not SIG_IGN).
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
