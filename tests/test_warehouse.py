@@ -245,3 +245,26 @@ def test_many_runs_do_not_pile_up_files_of_updated_tables(tmp_path: Path) -> Non
     assert max(counts) <= 2 and counts[-1] == counts[1], counts
     with db.session(settings, read_only=True) as con:
         assert con.execute("SELECT count(*), sum(fetched) FROM runs").fetchall() == [(8, 24)]
+
+
+def test_pandas_import_fails_fast_only_when_pandas_is_absent() -> None:
+    """warehouse's import finder answers DuckDB's repeated `import pandas` at once; nothing else changes."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import importlib.util, sys\n"
+        "absent = importlib.util.find_spec('pandas') is None\n"
+        "import warehouse, duckdb\n"
+        "try:\n"
+        "    import pandas\n"
+        "    outcome = 'imported'\n"
+        "except ModuleNotFoundError as exc:\n"
+        "    outcome = 'missing:' + str(exc.name)\n"
+        "assert importlib.util.find_spec('json') is not None\n"
+        "assert duckdb.connect().execute('select ?::int + 1', [41]).fetchone() == (42,)\n"
+        "finder = any(type(f).__name__ == '_PandasAbsent' for f in sys.meta_path)\n"
+        "print(absent, outcome, finder)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    assert out == (["True", "missing:pandas", "True"] if out[0] == "True" else ["False", "imported", "False"])
