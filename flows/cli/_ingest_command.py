@@ -6,12 +6,13 @@ import argparse
 import sys
 from typing import Any
 
-from flows.cli._output import EXIT_OK, flow_display, load_settings, print_failures, summarise, use_running_prefect_server
+from flows.cli._output import EXIT_OK, flow_display, imports_without_gc, load_settings, print_failures, summarise, use_running_prefect_server
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the ingest flow over configured or ad-hoc sources."""
-    from flows.inputs import check_models, select_sources
+    with imports_without_gc():
+        from flows.inputs import check_models, select_sources
 
     settings = load_settings()
     # Everything checkable offline is checked before Prefect starts: paths, URL lists, feeds, source
@@ -20,11 +21,13 @@ def run(args: argparse.Namespace) -> int:
     check_models(settings)
     use_running_prefect_server()  # before Prefect loads: a running `newsflow server` spares its temporary server
     with flow_display("starting Prefect (ingest)"):
-        from flows.ingest import ingest
+        with imports_without_gc():
+            from flows.ingest import ingest
 
         result = ingest(sources=args.source or None, feeds=args.feed or None, urls_file=args.urls, path=args.path)
     print(summarise(result), file=sys.stderr)
-    print_failures(settings, result["run_id"])
+    if result.get("failed"):  # every failures row of the run is counted there: no query for a clean run
+        print_failures(settings, result["run_id"])
     return EXIT_OK
 
 

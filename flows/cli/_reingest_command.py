@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Any
 
-from flows.cli._output import EXIT_OK, flow_display, load_settings, print_failures, readonly_warehouse, summarise, usage_error
+from flows.cli._output import EXIT_OK, flow_display, imports_without_gc, load_settings, print_failures, readonly_warehouse, summarise, usage_error
 
 # The choices of flows.inputs.MODES / WINDOW_ON, spelled out so that building the parser imports
 # nothing (tests/test_cli_validation.py checks they stay equal).
@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
         "window_on": args.on, "failed": args.failed, "all": args.all, "mode": args.mode, "trigger": "cli",
     }
     with flow_display("starting Prefect (reingest)"):
-        from flows.reingest import reingest
+        with imports_without_gc():
+            from flows.reingest import reingest
 
         result = reingest(**kwargs)
     print(f"re-ingested {result['articles']} articles ({result['urls']} URLs) from {result['selection']} ({args.mode})", file=sys.stderr)
