@@ -114,6 +114,14 @@ def test_first_noop_new_item_and_changed_page(prefect_api: None, news: dict) -> 
         logs2 = [lg.message for lg in client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[fr2])))]
     assert any(m.startswith("maintenance: skipped") for m in logs2), logs2[-10:]
     assert q(db_path, "select count(*) from articles")[0][0] == len(feed_paths)
+    # Its run report skipped the per-source and failure queries: the report is the one they would give.
+    from flows.run import run_report_markdown
+    from lake import lake_settings
+
+    report = run_report_markdown(lake_settings(db_path), r2["run_id"])
+    assert run_report_markdown(lake_settings(db_path), r2["run_id"], wrote_data=False) == report
+    assert "| (none) | 0 | 0 | 0 | 0 |" in report and "no failures" in report
+    assert "| (none) |" not in run_report_markdown(lake_settings(db_path), r1["run_id"])  # the first run wrote pages
 
     # 3. A new feed item: it is the only article fetched.
     site.clear_log()
