@@ -438,6 +438,10 @@ def flow_display(first_status: str) -> Iterator[ProgressDisplay]:
                 import prefect.main  # noqa: F401 - configures Prefect's logging (its console handler on the root logger)
                 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
+                # Prefect imports this when it creates the flow run (Flow.serialize_parameters): FastAPI's whole
+                # package, ~0.2 s, cheaper here with the collector paused than in the middle of the run.
+                import fastapi.encoders  # noqa: F401
+
             # No flow-run heartbeats for a run in the user's terminal: Prefect stops its heartbeat thread
             # by joining it, which waits out the thread's current 1 s sleep (~0.5 s of every run's exit,
             # a sixth of a no-op ingest). A run the terminal holds is watched by its user, and newsflow
