@@ -18,12 +18,24 @@ QUIET_PREFECT_ENV = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK"
 
 
 def server_healthy(api_url: str, timeout_s: float = 2.0) -> bool:
-    """True when a Prefect API answers its health check at `api_url` (…/api)."""
-    import httpx
+    """True when a Prefect API answers its health check at `api_url` (…/api).
 
+    Standard library only: every CLI flow run asks this before Prefect loads, and an httpx client
+    builds a TLS context (~30 ms) even for the plain-HTTP loopback address it is asked about.
+    """
+    import http.client
+    from urllib.parse import urlsplit
+
+    url = urlsplit(api_url.rstrip("/") + "/health")
+    conn_cls = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
     try:
-        return httpx.get(api_url.rstrip("/") + "/health", timeout=timeout_s).status_code == 200
-    except httpx.HTTPError:
+        conn = conn_cls(url.hostname or "127.0.0.1", url.port, timeout=timeout_s)
+        try:
+            conn.request("GET", url.path or "/")
+            return conn.getresponse().status == 200
+        finally:
+            conn.close()
+    except (OSError, http.client.HTTPException, ValueError):  # refused, timed out, not HTTP, bad port
         return False
 
 

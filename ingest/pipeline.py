@@ -15,7 +15,6 @@ from typing import Generic, TypeVar
 
 from pydantic import BaseModel, Field
 
-from ingest import clean as clean_stage
 from ingest import dedup
 from ingest.boilerplate import known_lines_for
 from ingest.errors import NewsflowError
@@ -58,6 +57,10 @@ def prepare_pages(
     `site_boilerplate`: site (ingest.boilerplate.site_of) -> its known template lines, as returned by
     warehouse.boilerplate.recurring_lines for the batch's pages; bind it with functools.partial for StagePool.map.
     """
+    # Imported here: it loads trafilatura (and lxml's HTML cleaner), which only the processes that
+    # clean need; the flow process that plans and loads (or finds nothing new) never does.
+    from ingest import clean as clean_stage
+
     out = PrepareOutcome()
     for page in pages:
         try:
