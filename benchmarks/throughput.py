@@ -12,7 +12,9 @@ One invocation runs (a) the bare single-process loop (trafilatura.extract + spaC
 model, over the same HTML; no fetch, no storage, model load included), (b) a full `newsflow ingest`
 (sources.toml listing both sites) into a fresh warehouse, as the README's quick start says, with a
 Prefect server started by `newsflow server` (the documented way; `--no-server` for Prefect's
-temporary server), and (c) a second, no-op `newsflow ingest`. It prints per-stage seconds from the
+temporary server), and (c) no-op `newsflow ingest` runs over the same sources (`--noop-runs`,
+default 3; all are printed, noop_s is their median: a single one right after the big run varies by
+±0.4 s on this 2-core machine while the Prefect server still digests that run's logs). It prints per-stage seconds from the
 run's INFO lines, peak RSS of the ingest process tree, the live data-file count, and as its last line:
 
     summary: pages=N pages_per_s=X bare1_pages_per_s=Y ratio=X/Y noop_s=Z peak_mb=M
@@ -440,7 +442,8 @@ class SizeResult:
     bare_s: float
     bare_numpy_s: float
     first: RunResult
-    noop: RunResult
+    noop: RunResult  # the median no-op run (by wall time)
+    noop_walls: list[float]
     files: int
     articles: int
     duplicates: int
@@ -452,7 +455,9 @@ def load_avg() -> str:
     return f"{os.getloadavg()[0]:.1f}"
 
 
-def measure(pool: list[str], n: int, tmp: Path, base_env: dict[str, str], skip_bare: bool, profile: Path | None = None) -> SizeResult:
+def measure(
+    pool: list[str], n: int, tmp: Path, base_env: dict[str, str], skip_bare: bool, profile: Path | None = None, noop_runs: int = 3
+) -> SizeResult:
     """Build an n-page corpus, serve it, and run (a), (b), (c)."""
     corpus = build_corpus(pool, n)
     root_a, root_b = tmp / f"site-a-{n}", tmp / f"site-b-{n}"
@@ -483,10 +488,11 @@ def measure(pool: list[str], n: int, tmp: Path, base_env: dict[str, str], skip_b
             "NEWSFLOW_FETCH__PER_HOST_DELAY_S": "0",
         }
         first = run_ingest(env, profile)
-        noop = run_ingest(env)
+        noops = sorted((run_ingest(env) for _ in range(max(1, noop_runs))), key=lambda r: r.wall)
+        noop = noops[len(noops) // 2]
         arts, dups = count_articles(env)
         files = live_files(env)
-    return SizeResult(pages=n, bare_s=bare, bare_numpy_s=bare_numpy, first=first, noop=noop, files=files, articles=arts, duplicates=dups, load=load)
+    return SizeResult(pages=n, bare_s=bare, bare_numpy_s=bare_numpy, first=first, noop=noop, noop_walls=[r.wall for r in noops], files=files, articles=arts, duplicates=dups, load=load)
 
 
 def print_result(r: SizeResult) -> None:
@@ -513,7 +519,7 @@ def print_result(r: SizeResult) -> None:
         print(f"  {'flow run (stages overlap)':28} {flow_s:8.1f}")
         staged = flow_s
     print(f"  {'Prefect + start-up + exit':28} {r.first.wall - staged:8.1f}")
-    print(f"no-op newsflow ingest: {r.noop.wall:.1f} s wall, {r.noop.cpu_s:.1f} CPU s (+{r.noop.server_cpu_s:.1f} s in the Prefect server; flow {r.noop.stages.get('flow', 0):.1f} s, load average {load_avg()})")
+    print(f"no-op newsflow ingest: {r.noop.wall:.1f} s wall (median of {', '.join(f'{w:.1f}' for w in r.noop_walls)}), {r.noop.cpu_s:.1f} CPU s (+{r.noop.server_cpu_s:.1f} s in the Prefect server; flow {r.noop.stages.get('flow', 0):.1f} s, load average {load_avg()})")
 
 
 def main() -> int:
@@ -526,6 +532,7 @@ def main() -> int:
     ap.add_argument("--skip-bare", action="store_true", help="do not time the bare loop at sizes after the first")
     ap.add_argument("--keep-log", type=Path, help="write the first ingest's stderr here")
     ap.add_argument("--profile", type=Path, help="run the first ingest under cProfile, writing the profile here")
+    ap.add_argument("--noop-runs", type=int, default=3, help="no-op runs after the first ingest (noop_s is their median)")
     ap.add_argument("--no-bare", action="store_true", help="skip the bare loop (no ratio; for profiling the ingest alone)")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="extra NEWSFLOW_ setting for the ingests, e.g. --set BATCH_SIZE=200")
     args = ap.parse_args()
@@ -571,7 +578,7 @@ def main() -> int:
             print("Prefect: no server; every run starts Prefect's temporary server")
         try:
             for i, n in enumerate(sizes):
-                r = measure(pool, n, tmp, base_env, skip_bare=args.no_bare or (args.skip_bare and i > 0), profile=args.profile)
+                r = measure(pool, n, tmp, base_env, skip_bare=args.no_bare or (args.skip_bare and i > 0), profile=args.profile, noop_runs=args.noop_runs)
                 if args.keep_log:
                     args.keep_log.write_text(r.first.log, encoding="utf-8")
                 print_result(r)
