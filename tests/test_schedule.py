@@ -87,9 +87,10 @@ def runs(db_path: Path) -> list[tuple]:
 def quiesce(api_url: str, timeout_s: float = 30.0) -> None:
     """Pause every deployment, cancel flow runs still pending or running, and wait until none is left.
 
-    Prefect's runner waits for its in-flight runs when it stops. In two CI runs (full suite, loaded
-    machine) `serve` and the server both outlived the 60 s after SIGINT; the stop is now tested at a
-    quiet moment, and a run left waiting (e.g. for the writer slot) is cancelled through the API first.
+    Prefect's runner waits for its in-flight runs when it stops, so the SIGINT stop below is tested at a
+    quiet moment rather than racing a scheduled tick. (Added while chasing CI runs where `serve` and the
+    server outlived the 60 s after SIGINT; that cause was SIGINT ignored by inheritance from a
+    background-started pytest, fixed in conftest.pytest_configure, not in-flight runs.)
     """
     import httpx
 
