@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from ingest import dedup
 from ingest.canonical import canonicalize
@@ -336,11 +337,16 @@ def load_prepared(
     return counts
 
 
-def record_discovery(ctx: RunContext, documents: Sequence[FetchResult], failures: Sequence[Failure], discovered: int) -> None:
-    """Store feed/sitemap fetches (for their validators) and discovery failures, in one transaction."""
+def record_discovery(
+    ctx: RunContext, documents: Sequence[FetchResult], failures: Sequence[Failure], discovered: int,
+    sources: Sequence[dict[str, Any]] = (),
+) -> None:
+    """Store the run's sources (loads.upsert_sources rows), feed/sitemap fetches (for their validators) and discovery failures, in one transaction."""
     s = ctx.settings
     kinds = {d.url: d.kind for d in documents}
     with ctx.write() as con, db.transaction(con):
+        if sources:
+            loads.upsert_sources(con, sources)
         loads.save_pages(con, documents, ctx.run_id)
         loads.record_failures(
             con,
