@@ -12,9 +12,6 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
-	# An editable install leaves newsflow's own modules uncompiled; with PYTHONDONTWRITEBYTECODE set
-	# (as on this machine) every command would compile them again (~0.1 s per run).
-	$(PY) -m compileall -q flows ingest warehouse
 	touch $(STAMP)
 
 venv: $(STAMP)
