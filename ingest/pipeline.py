@@ -7,8 +7,11 @@ model once and keeps it for the life of the pool.
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from typing import Generic, TypeVar
@@ -107,6 +110,11 @@ def _worker_init() -> None:
     """Keep each worker's numeric libraries single-threaded: two processes on two cores, not 2xN threads."""
     for var in _SINGLE_THREAD_VARS:
         os.environ[var] = "1"
+    # A worker killed by native code (a signal, an abort on heap corruption) prints its Python stack
+    # before the flow sees only "a process in the pool terminated abruptly".
+    if sys.__stderr__ is not None and not faulthandler.is_enabled():
+        with contextlib.suppress(OSError, ValueError):
+            faulthandler.enable(file=sys.__stderr__)
 
 
 def _chunks(items: Sequence[T], n: int) -> list[list[T]]:

@@ -117,3 +117,23 @@ def test_failing_batch_rolls_back_and_next_run_loads_all(
     assert rep["lost"] == [] and rep["articles"] == 15 and rep["half_written"] == 0
     assert set(rep["duplicates"].values()) == {0}
     assert rep["statuses"] == ["failed", "completed"]
+
+
+def test_a_native_crash_leaves_the_python_stack_on_stderr(tmp_path: Path) -> None:
+    """A process killed by native code (here SIGABRT, what glibc sends itself on heap corruption) prints
+    where every thread was; without it such a crash leaves one line and nothing to act on."""
+    env = cli_env(tmp_path / "wh", tmp_path / "sources.toml", tmp_path / "prefect")
+    proc = subprocess.Popen([*NEWSFLOW, "sql", "-"], env=env, stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # Wait until the command blocks reading its query from stdin (syscall 0 = read, on fd 0).
+        deadline = time.monotonic() + 60
+        while not Path(f"/proc/{proc.pid}/syscall").read_text().startswith("0 0x0 "):
+            assert proc.poll() is None and time.monotonic() < deadline, "newsflow sql never waited for stdin"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGABRT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == -signal.SIGABRT
+    assert "Fatal Python error: Aborted" in err
+    assert "_sql_command.py" in err, err[-2000:]  # the stack reaches the line that was reading

@@ -13,6 +13,7 @@ Exit codes: 0 done (items may have failed; they are recorded), 1 the run could n
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import os
 import sys
 from collections.abc import Sequence
@@ -110,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `newsflow` console script: run one command, turn any failure into one line."""
     args = build_parser().parse_args(argv)
+    # A crash in native code (a signal, an abort on heap corruption) then leaves every thread's Python
+    # stack on stderr, which is the only trace such a crash can leave; normal runs print nothing.
+    _dump_stacks_on_crash()
     # Settings are read from the environment once, at the edge: options override the variables.
     if args.catalog:
         os.environ["NEWSFLOW_CATALOG"] = args.catalog
@@ -133,6 +137,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     finally:
         _close_lakes()
+
+
+def _dump_stacks_on_crash() -> None:
+    """Have Python print every thread's stack to the real stderr if native code kills the process."""
+    stream = sys.__stderr__
+    try:
+        if stream is not None and not faulthandler.is_enabled():
+            faulthandler.enable(file=stream)
+    except (OSError, ValueError):  # no usable file descriptor (a host that closed stderr): nothing to report to
+        pass
 
 
 def _close_lakes() -> None:
