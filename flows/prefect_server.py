@@ -97,6 +97,10 @@ def create_writer_limit(api_url: str) -> None:
     """Create the one-slot global concurrency limit for warehouse writers (an existing one is kept)."""
     import httpx
 
-    r = httpx.post(api_url.rstrip("/") + "/v2/concurrency_limits/", json={"name": WRITER_LIMIT, "limit": 1}, timeout=10)
+    base = api_url.rstrip("/") + "/v2/concurrency_limits/"
+    # Look first: posting a name that exists makes the server log an IntegrityError traceback (then 409).
+    if httpx.get(base + WRITER_LIMIT, timeout=10).status_code == 200:
+        return
+    r = httpx.post(base, json={"name": WRITER_LIMIT, "limit": 1}, timeout=10)
     if r.status_code not in (200, 201, 409):
         r.raise_for_status()

@@ -49,6 +49,11 @@ def test_newsflow_server_creates_the_writer_slot_and_writers_queue_on_it(tmp_pat
         api = line.split("=", 1)[1]
         limit = httpx.get(f"{api}/v2/concurrency_limits/newsflow-warehouse-writer", timeout=10).json()
         assert limit["limit"] == 1 and limit["name"] == "newsflow-warehouse-writer"
+        # A second `newsflow server` on the same PREFECT_HOME finds the limit and keeps it, quietly.
+        from flows.prefect_server import create_writer_limit
+
+        create_writer_limit(api)
+        assert httpx.get(f"{api}/v2/concurrency_limits/newsflow-warehouse-writer", timeout=10).json()["id"] == limit["id"]
 
         client_env = {**env, "PREFECT_API_URL": api}
         first = subprocess.Popen([sys.executable, "-c", HOLDER, "20"], env=client_env, stdout=subprocess.PIPE, text=True)
@@ -59,6 +64,9 @@ def test_newsflow_server_creates_the_writer_slot_and_writers_queue_on_it(tmp_pat
         acquired_second = float(next(ln for ln in second.stdout.splitlines() if ln.startswith("acquired")).split()[1])
         assert "holds the Prefect concurrency slot" in second.stdout  # said once, at INFO
         assert acquired_second >= released_first - 0.5  # queued behind the first writer
+        server.terminate()
+        _, err = server.communicate(timeout=60)
+        assert "Traceback" not in err and "ERROR" not in err, err[-3000:]  # the server logged no failure
     finally:
         server.terminate()
         try:
