@@ -49,14 +49,18 @@ _DELETE = ("'", "\u2019", "\u2018", "\u02bc", "\u2032", "`", "\u00ad", "\u200b",
 _NON_WORD = re.compile(r"[^\w\s]|_")
 
 
-def normalize_text(text: str) -> str:
-    """Fold unicode (NFKC), case, quotes, dashes, punctuation and whitespace into a canonical word string."""
+def _fold(text: str) -> str:
+    """normalize_text without the whitespace collapse: line breaks stay where they were (they are whitespace)."""
     t = unicodedata.normalize("NFKC", text).casefold()
     for ch in _DELETE:
         if ch in t:
             t = t.replace(ch, "")
-    t = _NON_WORD.sub(" ", t)
-    return " ".join(t.split())
+    return _NON_WORD.sub(" ", t)
+
+
+def normalize_text(text: str) -> str:
+    """Fold unicode (NFKC), case, quotes, dashes, punctuation and whitespace into a canonical word string."""
+    return " ".join(_fold(text).split())
 
 
 def _sha256(normalized: str) -> str:
@@ -87,6 +91,10 @@ def tokens(normalized: str) -> list[str]:
 
 def shingle_size_for(toks: list[str], settings: DedupSettings) -> int:
     """Tokens per shingle: shingle_size words, or char_shingle_size characters for a text mostly in such scripts."""
+    # One C-level scan first: such a character is always a token of its own, so none in the joined tokens means
+    # none at all (most texts), without a Python-level pass over every token.
+    if not toks or not _NO_SPACE_RE.search("".join(toks)):
+        return settings.shingle_size
     chars = sum(1 for t in toks if len(t) == 1 and _NO_SPACE_RE.match(t))
     if not toks or chars * 2 < len(toks):
         return settings.shingle_size
@@ -116,13 +124,23 @@ def shingles(text: str, settings: DedupSettings | int) -> set[str]:
     return _text_shingles(normalize_text(text), settings)
 
 
-def _prose_lines(text: str, settings: DedupSettings) -> list[list[str]]:
-    """Token lists of the lines that read like prose (>= lead_min_tokens tokens), in order."""
-    lines = (tokens(normalize_text(line)) for line in text.splitlines())
+def line_tokens(text: str) -> list[list[str]]:
+    """The tokens of each line of the text, each line normalised as normalize_text does, in one pass over the text.
+
+    Folding never adds or removes a line break (they are whitespace, which it keeps), so the lines are the text's
+    own; the whole text's tokens are these lists in order. One pass instead of one normalize_text call per line
+    (prose and lead sets) plus one for the whole text: most of dedup's verification time went to those calls.
+    """
+    return [_TOKEN_RE.findall(line) for line in _fold(text).splitlines()]
+
+
+def _prose_lines(text: str | list[list[str]], settings: DedupSettings) -> list[list[str]]:
+    """Token lists of the lines that read like prose (>= lead_min_tokens tokens), in order (text or its line_tokens)."""
+    lines = line_tokens(text) if isinstance(text, str) else text
     return [toks for toks in lines if len(toks) >= settings.lead_min_tokens]
 
 
-def prose_shingles(text: str, settings: DedupSettings) -> set[str]:
+def prose_shingles(text: str | list[list[str]], settings: DedupSettings) -> set[str]:
     """Shingles inside the text's prose lines (none across lines): the story without its template lines."""
     lines = _prose_lines(text, settings)
     if not lines:
@@ -131,11 +149,12 @@ def prose_shingles(text: str, settings: DedupSettings) -> set[str]:
     return set().union(*(_shingle_set(toks, size) for toks in lines))
 
 
-def lead_shingles(text: str, settings: DedupSettings) -> set[str]:
+def lead_shingles(text: str | list[list[str]], settings: DedupSettings) -> set[str]:
     """The first `lead_shingles` shingles of the text's prose paragraphs (lines of >= lead_min_tokens tokens).
 
     Short lines (headlines, bylines, "originally published by ...", photo credits) differ between two copies of one
     story and come first, so they are skipped; what is left starts where the story starts on every site.
+    `text` may be given as its line_tokens.
     """
     prose = [t for toks in _prose_lines(text, settings) for t in toks]
     if not prose:
@@ -209,15 +228,16 @@ def _signature(shingle_set: set[str], settings: DedupSettings) -> list[int]:
 def fingerprint(article_id: str, text: str, settings: DedupSettings) -> Fingerprint:
     """Content hash, MinHash signature (uint32 values) and LSH band keys (whole text, then lead) of one article's text."""
     _rows_per_band(settings)
-    norm = normalize_text(text)
-    sh = _text_shingles(norm, settings)
+    side = Side("", [], text)
+    norm = side.normalized()
+    sh = side.shingle_set(settings)
     if not sh:
         # Empty text has no meaningful signature; no band keys means it is never a near-duplicate candidate.
         return Fingerprint(article_id=article_id, content_hash=_sha256(norm), signature=[], band_keys=[], shingle_count=0)
     sig = _signature(sh, settings)
     return Fingerprint(
         article_id=article_id, content_hash=_sha256(norm), signature=sig,
-        band_keys=all_band_keys(sig, lead_shingles(text, settings), settings), shingle_count=len(sh),
+        band_keys=all_band_keys(sig, side.lead_set(settings), settings), shingle_count=len(sh),
     )
 
 
@@ -229,8 +249,9 @@ def fingerprint_many(items: Iterable[tuple[str, str]], settings: DedupSettings, 
     # Chunked so that only `chunk` shingle sets (~100 KB each) are alive at a time.
     for start in range(0, len(items), chunk):
         part = items[start : start + chunk]
-        norms = [normalize_text(text) for _, text in part]
-        sets = [_text_shingles(n, settings) for n in norms]
+        sides = [Side("", [], text) for _, text in part]
+        norms = [side.normalized() for side in sides]
+        sets = [side.shingle_set(settings) for side in sides]
         nonempty = [i for i, s in enumerate(sets) if s]
         digests = RMinHash.digests_from_token_sets([list(sets[i]) for i in nonempty], settings.num_perm, settings.seed)
         sigs: dict[int, list[int]] = {i: [int(v) for v in d] for i, d in zip(nonempty, digests)}
@@ -239,7 +260,7 @@ def fingerprint_many(items: Iterable[tuple[str, str]], settings: DedupSettings, 
             out.append(
                 Fingerprint(
                     article_id=aid, content_hash=_sha256(norms[i]), signature=sig,
-                    band_keys=all_band_keys(sig, lead_shingles(part[i][1], settings), settings) if sig else [],
+                    band_keys=all_band_keys(sig, sides[i].lead_set(settings), settings) if sig else [],
                     shingle_count=len(sets[i]),
                 )
             )
@@ -310,23 +331,39 @@ class Side:
         self.content_hash = content_hash
         self.signature = signature
         self.text = text
+        self._folded: str | None = None
         self._shingles: set[str] | None = None
         self._lead: set[str] | None = None
         self._prose: set[str] | None = None
 
+    def lines(self) -> list[list[str]]:
+        """The text's line_tokens. The folded text is kept (folding is the costly part), not the token lists:
+        a decision holds thousands of Sides and the lists would take ~15x the text's size."""
+        return [_TOKEN_RE.findall(line) for line in self._fold().splitlines()]
+
+    def _fold(self) -> str:
+        if self._folded is None:
+            self._folded = _fold(self.text)
+        return self._folded
+
+    def normalized(self) -> str:
+        """normalize_text of the text, from the same folding as the sets."""
+        return " ".join(self._fold().split())
+
     def shingle_set(self, settings: DedupSettings) -> set[str]:
         if self._shingles is None:
-            self._shingles = shingles(self.text, settings)
+            toks = [t for line in self.lines() for t in line]
+            self._shingles = _shingle_set(toks, shingle_size_for(toks, settings))
         return self._shingles
 
     def lead_set(self, settings: DedupSettings) -> set[str]:
         if self._lead is None:
-            self._lead = lead_shingles(self.text, settings)
+            self._lead = lead_shingles(self.lines(), settings)
         return self._lead
 
     def prose_set(self, settings: DedupSettings) -> set[str]:
         if self._prose is None:
-            self._prose = prose_shingles(self.text, settings)
+            self._prose = prose_shingles(self.lines(), settings)
         return self._prose
 
 
@@ -452,10 +489,10 @@ def decide(
         for c in cands:
             node = nodes.get(c.article_id)
             if node is None:
-                nodes[c.article_id] = _Node(
-                    c.article_id, c.first_seen_at, c.content_hash, c.signature, c.text, False,
-                    all_band_keys(c.signature, lead_shingles(c.text, settings), settings), c.published_at,
+                node = nodes[c.article_id] = _Node(
+                    c.article_id, c.first_seen_at, c.content_hash, c.signature, c.text, False, [], c.published_at
                 )
+                node.band_keys = all_band_keys(c.signature, node.lead_set(settings), settings)
             elif c.first_seen_at < node.first_seen:
                 # The batch holds the newest text, the warehouse the earliest sighting.
                 node.first_seen = c.first_seen_at
