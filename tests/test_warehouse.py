@@ -132,6 +132,22 @@ def test_a_reader_session_kept_open_never_blocks_the_writer(tmp_path: Path) -> N
         reader.close()
 
 
+def test_db_threads_sets_duckdbs_threads_for_the_process_and_0_gives_back_every_core(tmp_path: Path) -> None:
+    """Settings.db_threads: ingest runs use 1 DuckDB thread while their worker processes hold the cores."""
+    import os
+
+    settings = lake_settings(tmp_path / "wh")
+    db.init_db(settings)
+    with db.session(settings.model_copy(update={"db_threads": 1})) as con:
+        assert con.execute("SELECT current_setting('threads')").fetchall() == [(1,)]
+    # Instance-wide: a later session of this process that sets nothing keeps it ...
+    with db.session(settings, read_only=True) as con:
+        assert con.execute("SELECT current_setting('threads')").fetchall() == [(1,)]
+    # ... and 0 means one per core again (maintenance after the run).
+    with db.session(settings.model_copy(update={"db_threads": 0})) as con:
+        assert con.execute("SELECT current_setting('threads')").fetchall() == [(os.cpu_count() or 1,)]
+
+
 def test_a_missing_lake_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(db.NoWarehouse, match="newsflow init"):
         with db.session(lake_settings(tmp_path / "none"), read_only=True):

@@ -341,6 +341,9 @@ def session(settings: "Settings", *, read_only: bool = False) -> Iterator[duckdb
     poisoned = False
     try:
         cur.execute(f"USE {LAKE}")
+        if settings.db_threads is not None:
+            # An instance-wide setting: it holds for every cursor of this process until changed again.
+            cur.execute(f"SET threads = {int(settings.db_threads) or (os.cpu_count() or 1)}")
         if read_only:
             # One snapshot for every query of the block: consistent answers, and the lake's catalog is
             # read once instead of once per statement (~20-50 ms each on a SQLite catalog).
