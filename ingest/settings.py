@@ -209,9 +209,9 @@ class Settings(BaseSettings):
     dask_address: str | None = None
     # Seconds a reader or writer keeps retrying while the catalog is busy (SQLite catalog lock).
     db_lock_timeout_s: float = 60.0
-    # DuckDB threads for this process's warehouse queries: None leaves DuckDB's default (one per core),
-    # except in ingest and re-ingest runs whose worker processes run on this machine: they use 1 (see
-    # flows.run.warehouse_run); 0 means one per core.
+    # DuckDB threads of this process's lake instance, fixed when the process first opens the lake: None
+    # leaves DuckDB's default (one per core), except in ingest and re-ingest runs whose worker processes
+    # run on this machine: they use 1 (see flows.run.warehouse_run); 0 means one per core.
     db_threads: int | None = Field(default=None, ge=0)
     fetch: FetchSettings = Field(default_factory=FetchSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)

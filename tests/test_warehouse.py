@@ -132,19 +132,21 @@ def test_a_reader_session_kept_open_never_blocks_the_writer(tmp_path: Path) -> N
         reader.close()
 
 
-def test_db_threads_sets_duckdbs_threads_for_the_process_and_0_gives_back_every_core(tmp_path: Path) -> None:
+def test_db_threads_fixes_duckdbs_threads_when_the_process_opens_the_lake(tmp_path: Path) -> None:
     """Settings.db_threads: ingest runs use 1 DuckDB thread while their worker processes hold the cores."""
     import os
 
-    settings = lake_settings(tmp_path / "wh")
-    db.init_db(settings)
-    with db.session(settings.model_copy(update={"db_threads": 1})) as con:
+    one = lake_settings(tmp_path / "one").model_copy(update={"db_threads": 1})
+    db.init_db(one)
+    with db.session(one) as con:
         assert con.execute("SELECT current_setting('threads')").fetchall() == [(1,)]
-    # Instance-wide: a later session of this process that sets nothing keeps it ...
-    with db.session(settings, read_only=True) as con:
+    # The instance keeps it: a later session of this process that asks for nothing else reads with 1 thread too.
+    with db.session(one.model_copy(update={"db_threads": None}), read_only=True) as con:
         assert con.execute("SELECT current_setting('threads')").fetchall() == [(1,)]
-    # ... and 0 means one per core again (maintenance after the run).
-    with db.session(settings.model_copy(update={"db_threads": 0})) as con:
+    # 0 (or unset) is DuckDB's default, one per core.
+    every = lake_settings(tmp_path / "every").model_copy(update={"db_threads": 0})
+    db.init_db(every)
+    with db.session(every, read_only=True) as con:
         assert con.execute("SELECT current_setting('threads')").fetchall() == [(os.cpu_count() or 1,)]
 
 

@@ -191,8 +191,9 @@ def open_lake(
     snapshot: int | None = None,
     inlining_row_limit: int | None = None,
     load_fts: bool = True,
+    threads: int | None = None,
 ) -> duckdb.DuckDBPyConnection:
-    """A new DuckDB instance with the lake attached as `newsflow` and selected (USE).
+    """A new DuckDB instance with the lake attached as `newsflow` and selected (USE); `threads`: DuckDB's default (one per core) when None.
 
     `load_fts=False` leaves fts (stem(), for search_articles and v_article_terms) to DuckDB's autoload
     from the prepared folder on first use, which needs external access left enabled on the instance.
@@ -208,6 +209,8 @@ def open_lake(
     delay = 0.05
     while True:
         config: dict[str, Any] = {"autoinstall_known_extensions": False, "extension_directory": str(ext_dir)}
+        if threads:
+            config["threads"] = int(threads)
         if not t.verify_signatures:
             config["allow_unsigned_extensions"] = True
         con = duckdb.connect(config=config)
@@ -286,7 +289,12 @@ def _identity(t: LakeTarget) -> tuple:
     return (t, None, os.getpid())
 
 
-def _instance(t: LakeTarget, read_only: bool, timeout_s: float, inlining_row_limit: int) -> duckdb.DuckDBPyConnection:
+def _instance(
+    t: LakeTarget, read_only: bool, timeout_s: float, inlining_row_limit: int, threads: int | None = None
+) -> duckdb.DuckDBPyConnection:
+    # `threads` (Settings.db_threads) applies when this process first opens the lake: DuckDB's thread count
+    # is fixed for the life of the instance (changing it at run time with SET aborted the process once,
+    # inside a maintenance call right after the change).
     with _INSTANCES_LOCK:
         ident = _identity(t)
         rw = _INSTANCES.get((ident, False))
@@ -296,7 +304,10 @@ def _instance(t: LakeTarget, read_only: bool, timeout_s: float, inlining_row_lim
             return _INSTANCES[(ident, True)]
         # A reader's fts is autoloaded when a query needs it: LOAD checks the extension's signature
         # (a hash of the 11 MB file), a cost `status` and `reingest --dry-run` never need to pay.
-        con = open_lake(t, read_only=read_only, timeout_s=timeout_s, inlining_row_limit=inlining_row_limit, load_fts=not read_only)
+        con = open_lake(
+            t, read_only=read_only, timeout_s=timeout_s, inlining_row_limit=inlining_row_limit, load_fts=not read_only,
+            threads=threads,
+        )
         _INSTANCES[(_identity(t), read_only)] = con
         return con
 
@@ -336,14 +347,11 @@ def session(settings: "Settings", *, read_only: bool = False) -> Iterator[duckdb
     caller (`transaction`), one per batch.
     """
     t = target(settings)
-    base = _instance(t, read_only, settings.db_lock_timeout_s, settings.data_inlining_row_limit)
+    base = _instance(t, read_only, settings.db_lock_timeout_s, settings.data_inlining_row_limit, settings.db_threads or None)
     cur = base.cursor()
     poisoned = False
     try:
         cur.execute(f"USE {LAKE}")
-        if settings.db_threads is not None:
-            # An instance-wide setting: it holds for every cursor of this process until changed again.
-            cur.execute(f"SET threads = {int(settings.db_threads) or (os.cpu_count() or 1)}")
         if read_only:
             # One snapshot for every query of the block: consistent answers, and the lake's catalog is
             # read once instead of once per statement (~20-50 ms each on a SQLite catalog).
