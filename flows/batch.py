@@ -280,7 +280,7 @@ def load_prepared(
         new_ids = set(write.new)  # inserted by this transaction: nothing of theirs to replace or clear
         boilerplate.save_removed_lines(con, changed_articles, new_ids=new_ids)
         # The full-text index is written in the same transaction: a committed article is always searchable.
-        search.index_articles(con, changed_articles)
+        search.index_articles(con, changed_articles, new_ids=new_ids)
         url_pairs = []
         for p in prepared:
             a = p.article
@@ -313,7 +313,7 @@ def load_prepared(
 
         if entity_results:
             first_seen = queries.articles_first_seen(con, [e.article_id for e in entity_results])
-            counts["entities"] += entities_store.save_entities(con, entity_results, first_seen).mentions
+            counts["entities"] += entities_store.save_entities(con, entity_results, first_seen, new_ids=new_ids).mentions
         # The canonicals were loaded earlier (or earlier in this transaction), so their mentions exist.
         entities_store.copy_entities_many(con, [(canonical_id, dup_id) for dup_id, canonical_id in copy_of.items()])
 

@@ -127,6 +127,28 @@ def test_save_is_idempotent(db: Path, seed_data) -> None:
         assert before["mentions"] and before["aliases"]
 
 
+def test_new_ids_skip_the_stored_mention_lookups_and_give_the_same_tables(tmp_path: Path, seed_data) -> None:
+    """A batch of articles its transaction inserted (new_ids) writes what the general path writes; one stored
+    article in the same batch still has its old mentions replaced."""
+    arts, results = seed_data
+    plain, fresh = tmp_path / "plain", tmp_path / "fresh"
+    for path in (plain, fresh):
+        init_db(lake_settings(path))
+        with session(lake_settings(path)) as con, transaction(con):
+            fs = _first_seen(arts)
+            for i, a in enumerate(arts):
+                insert_article(con, a, fs[a.id], published=T0 + timedelta(days=i, hours=1))
+            save_entities(con, results[:1], fs)  # arts[0] is stored before the batch, with its mentions
+    for path, new_ids in ((plain, ()), (fresh, {arts[1].id})):
+        with session(lake_settings(path)) as con, transaction(con):
+            save_entities(con, results, _first_seen(arts), new_ids=new_ids)
+    with session(lake_settings(plain), read_only=True) as a, session(lake_settings(fresh), read_only=True) as b:
+        assert _snapshot(a) == _snapshot(b)
+        # arts[0]'s mentions were replaced, not doubled.
+        n = b.execute("SELECT count(*) FROM mentions WHERE article_id = ?", [arts[0].id]).fetchall()[0][0]
+        assert n == len({(m.start, m.end) for m in results[0].mentions})
+
+
 def test_reprocess_with_new_model_version_replaces_mentions(db: Path, seed_data) -> None:
     arts, results = seed_data
     _load(db, arts, results)

@@ -84,16 +84,21 @@ def article(i: int, title: str, text: str, source: str = "s1") -> Article:
                    content_hash=f"h{i}-{hash(text) & 0xFFFF}", published_at=T0.replace(day=i), fetched_at=T0)
 
 
+def insert_rows(con, arts: list[Article]) -> None:  # noqa: ANN001
+    """The articles' rows (replacing any with the same id)."""
+    con.execute("DELETE FROM articles WHERE id IN (SELECT unnest(?))", [[a.id for a in arts]])
+    for a in arts:
+        con.execute(
+            "INSERT INTO articles (id, url, page_url, source, title, text, published_at, extractor, extractor_version, "
+            "content_hash, word_count, first_seen_at, last_seen_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'test', '1', ?, ?, ?, ?, ?)",
+            [a.id, a.url, a.page_url, a.source, a.title, a.text, a.published_at, a.content_hash, len(a.text.split()), T0, T0, T0],
+        )
+
+
 def load(con, arts: list[Article]) -> int:  # noqa: ANN001
     """What a batch load does for search: the article rows and their index rows in one transaction."""
     with db.transaction(con):
-        con.execute("DELETE FROM articles WHERE id IN (SELECT unnest(?))", [[a.id for a in arts]])
-        for a in arts:
-            con.execute(
-                "INSERT INTO articles (id, url, page_url, source, title, text, published_at, extractor, extractor_version, "
-                "content_hash, word_count, first_seen_at, last_seen_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'test', '1', ?, ?, ?, ?, ?)",
-                [a.id, a.url, a.page_url, a.source, a.title, a.text, a.published_at, a.content_hash, len(a.text.split()), T0, T0, T0],
-            )
+        insert_rows(con, arts)
         return search.index_articles(con, arts)
 
 
@@ -131,6 +136,19 @@ def test_ranking_filters_and_snippets(fresh) -> None:  # noqa: ANN001
         assert search.search(con, "the and of") == [] and search.search(con, "zeppelin") == []
         sql = con.execute("SELECT article_id, score FROM search_articles('ceasefire talks')").fetchall()
         assert [r[0] for r in sql] == ids(hits) and sql[0][1] == pytest.approx(hits[0]["score"])
+
+
+def test_new_ids_index_without_the_lookup_and_stored_ones_are_still_checked(fresh) -> None:  # noqa: ANN001
+    """A batch load passes the articles its transaction inserted as new_ids: they are indexed without looking up
+    earlier index rows; the others in the same call are still compared with what is indexed (unchanged: skipped)."""
+    settings, arts, _ = fresh
+    new = article(4, "Zeppelin lands", "A zeppelin landed at the harbour.")
+    with db.session(settings) as con:
+        with db.transaction(con):
+            insert_rows(con, [new])
+            assert search.index_articles(con, [*arts, new], new_ids={new.id}) == 1
+        assert ids(search.search(con, "zeppelin")) == ["a004"]
+        assert con.execute("SELECT count(*) FROM article_search_docs").fetchall() == [(4,)]
 
 
 def test_unchanged_skipped_changed_reindexed_and_merges_keep_results(fresh, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -48,6 +48,7 @@ _RUNS_SCHEMA = pa.schema(
 )
 _ENTITIES_SCHEMA = pa.schema([("id", pa.int64()), ("key", pa.string()), ("name", pa.string()), ("type", pa.string())])
 _IDS_SCHEMA = pa.schema([("id", pa.int64())])
+_STR_IDS_SCHEMA = pa.schema([("id", pa.string())])
 _STR_SCHEMA = pa.schema([("v", pa.string())])
 
 
@@ -175,9 +176,13 @@ def _id_exists(con: duckdb.DuckDBPyConnection, entity_id: int) -> bool:
 
 
 def save_entities(
-    con: duckdb.DuckDBPyConnection, results: Sequence[ArticleEntities], articles_first_seen: dict[str, datetime]
+    con: duckdb.DuckDBPyConnection, results: Sequence[ArticleEntities], articles_first_seen: dict[str, datetime],
+    new_ids: Collection[str] = (),
 ) -> EntityWrite:
-    """Replace the mentions of each result's article (in the caller's transaction), upserting entities and their counts."""
+    """Replace the mentions of each result's article (in the caller's transaction), upserting entities and their counts.
+
+    `new_ids`: articles whose rows the caller's transaction inserted; they have no stored mentions to find or delete.
+    """
     by_article = {r.article_id: r for r in results}  # last one wins within a batch
     out = EntityWrite(articles=len(by_article))
     if not by_article:
@@ -220,12 +225,18 @@ def save_entities(
     ]
     now = datetime.now(timezone.utc)
 
+    new_ids = set(new_ids)
+    stored = [{"id": a} for a in by_article if a not in new_ids]
     with registered(con, "_ent_runs", run_rows, _RUNS_SCHEMA), registered(con, "_ent_mentions", mention_rows, _MENTIONS_SCHEMA):
-        touched = {row[0] for row in con.execute(
-            "SELECT DISTINCT m.entity_id FROM mentions m JOIN _ent_runs r ON m.article_id = r.article_id"
-        ).fetchall()}
-        touched |= set(key_to_id.values())
-        con.execute("DELETE FROM mentions WHERE article_id IN (SELECT article_id FROM _ent_runs)")
+        touched = set(key_to_id.values())
+        if stored:
+            # Both statements scan mentions, which grows with the warehouse: a fresh ingest's batch (all new
+            # articles) skips them.
+            with registered(con, "_ent_stored", stored, _STR_IDS_SCHEMA):
+                touched |= {row[0] for row in con.execute(
+                    "SELECT DISTINCT m.entity_id FROM mentions m JOIN _ent_stored s ON m.article_id = s.id"
+                ).fetchall()}
+                con.execute("DELETE FROM mentions WHERE article_id IN (SELECT id FROM _ent_stored)")
         if new:
             with registered(con, "_ent_new", [vars(k) for k in new], _ENTITIES_SCHEMA):
                 con.execute(

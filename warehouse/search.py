@@ -25,7 +25,7 @@ import functools
 import hashlib
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -77,13 +77,17 @@ def _doc_hash(article: Article) -> str:
     return hashlib.sha256(f"{article.title or ''}\n{article.text}".encode()).hexdigest()[:32]
 
 
-def index_articles(con: duckdb.DuckDBPyConnection, articles: Sequence[Article], *, first_seen: dict[str, datetime] | None = None) -> int:
+def index_articles(
+    con: duckdb.DuckDBPyConnection, articles: Sequence[Article], *, first_seen: dict[str, datetime] | None = None,
+    new_ids: Collection[str] = (),
+) -> int:
     """Add or refresh the search index of `articles` inside the caller's transaction; returns articles (re)indexed.
 
     Articles indexed before with the same title, text and TERMS_VERSION are skipped, so a whole batch
     (unchanged articles included) can be passed. A changed article gets a new generation: its old
     postings stop counting at once and are dropped by the next merge. `first_seen` (article id ->
     first-seen time) dates articles without a publication date; else their fetch time is used.
+    `new_ids`: articles the caller's transaction inserted, never indexed before (no lookup for them).
     """
     latest: dict[str, Article] = {a.id: a for a in articles}  # last one wins inside a batch
     if not latest:
@@ -91,13 +95,18 @@ def index_articles(con: duckdb.DuckDBPyConnection, articles: Sequence[Article], 
     import pyarrow as pa
 
     postings_schema, docs_schema = _schemas()
-    with registered(con, "_search_ids", pa.table({"id": list(latest)})):
-        known = dict(
-            con.execute(
-                "SELECT d.article_id, d.content_hash || '#' || d.terms_version FROM article_search_docs d "
-                "JOIN _search_ids i ON i.id = d.article_id"
-            ).fetchall()
-        )
+    fresh = set(new_ids)
+    lookup = [i for i in latest if i not in fresh]
+    known: dict[str, str] = {}
+    if lookup:
+        # Scans the index's documents table, which grows with the warehouse: a fresh ingest's batch skips it.
+        with registered(con, "_search_ids", pa.table({"id": lookup})):
+            known = dict(
+                con.execute(
+                    "SELECT d.article_id, d.content_hash || '#' || d.terms_version FROM article_search_docs d "
+                    "JOIN _search_ids i ON i.id = d.article_id"
+                ).fetchall()
+            )
     todo = [a for a in latest.values() if known.get(a.id) != f"{_doc_hash(a)}#{TERMS_VERSION}"]
     if not todo:
         return 0
