@@ -16,7 +16,7 @@ from prefect.context import FlowRunContext
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from ingest.errors import ConfigError
-from ingest.pipeline import StagePool
+from ingest.pipeline import StagePool, take_prestarted
 from ingest.settings import Settings
 
 log = logging.getLogger("newsflow")
@@ -81,7 +81,8 @@ def stage_pool(settings: Settings) -> StagePool:
     if client is None:
         if settings.task_runner == "dask" and FlowRunContext.get() is not None:
             log.warning("this flow does not use newsflow's task runner; CPU stages run in local processes")
-        return StagePool(settings.workers)
+        # The CLI may have started a worker before Prefect (ingest.pipeline.prestart): the run takes it over.
+        return take_prestarted(settings.workers) or StagePool(settings.workers)
     # One chunk per Dask worker thread, so every worker gets a share of each batch.
     threads = sum(client.nthreads().values()) or 1
     return StagePool(threads, executor=client.get_executor(pure=False))

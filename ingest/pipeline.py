@@ -159,6 +159,7 @@ class StagePool:
         self.min_chunk = min_chunk
         self._executor = executor
         self._owned = False
+        self._used = False  # a run asked for the workers (warm or submit); only then does close() wait for them
 
     def _get_executor(self) -> Executor | None:
         if self._executor is None and self.workers > 1:
@@ -185,6 +186,7 @@ class StagePool:
 
     def warm(self, fn: Callable[[], object]) -> None:
         """Run `fn` once in each worker without waiting (e.g. load the spaCy model while the flow discovers and fetches)."""
+        self._used = True
         executor = self._get_executor() if self.workers > 1 else None
         if executor is not None:
             for _ in range(self.workers):
@@ -220,6 +222,7 @@ class StagePool:
             executor: Executor | None = self._executor
         else:
             executor = self._get_executor() if n > 1 else None
+        self._used = True
         if executor is None:
             out = [fn(items, settings)]
             if on_done:
@@ -236,11 +239,61 @@ class StagePool:
     def close(self) -> None:
         """Shut down worker processes this pool started."""
         if self._owned and self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
+            if self._used:
+                self._executor.shutdown(wait=True, cancel_futures=True)
+            else:
+                # Started ahead of a run that had nothing to process (see prestart): stop the worker now
+                # rather than wait for the model load it may still be in.
+                procs = list((getattr(self._executor, "_processes", None) or {}).values())
+                for proc in procs:
+                    proc.terminate()
+                self._executor.shutdown(wait=True, cancel_futures=True)
         self._executor = None
+
+    def start_one(self, fn: Callable[[], object]) -> "StagePool":
+        """Spawn one worker now and run `fn` in it; the others spawn when the run first needs them."""
+        executor = self._get_executor() if self.workers > 1 else None
+        if executor is not None:
+            executor.submit(fn)
+        return self
 
     def __enter__(self) -> "StagePool":
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# A pool started by the CLI before the flow (see prestart), adopted by the run's stage_pool.
+_prestarted: StagePool | None = None
+
+
+def prestart(workers: int, warm: Callable[[], object]) -> None:
+    """Spawn one worker and run `warm` in it (the spaCy model load) while this process starts Prefect.
+
+    The CLI spends its first ~2 s on one core (imports, Prefect's flow run, discovery); the first worker's
+    ~2 s of imports and model load fit on the other. One worker only: with both, a no-op run (which never
+    needs them) would share its core. The run adopts the pool (take_prestarted); a run with nothing to
+    process stops the worker without waiting for it.
+    """
+    global _prestarted
+    if workers > 1 and _prestarted is None:
+        _prestarted = StagePool(workers).start_one(warm)
+
+
+def take_prestarted(workers: int) -> StagePool | None:
+    """The prestarted pool if it has `workers` workers (the caller then owns it), else None."""
+    global _prestarted
+    pool, _prestarted = _prestarted, None
+    if pool is not None and pool.workers != max(1, workers):
+        pool.close()
+        return None
+    return pool
+
+
+def release_prestarted() -> None:
+    """Stop a prestarted pool no run adopted (the flow failed before it started)."""
+    global _prestarted
+    pool, _prestarted = _prestarted, None
+    if pool is not None:
+        pool.close()
