@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from functools import partial
 from typing import Any
 
-from flows.cli._output import EXIT_OK, flow_display, imports_without_gc, load_settings, print_failures, summarise, use_running_prefect_server
+from flows.cli._output import (
+    EXIT_OK, flow_display, imports_without_gc, load_settings, prestarted_worker, print_failures, summarise, use_running_prefect_server,
+)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -21,19 +22,11 @@ def run(args: argparse.Namespace) -> int:
     select_sources(settings, args.source or None, args.feed or None, args.urls, args.path)
     check_models(settings)
     use_running_prefect_server()  # before Prefect loads: a running `newsflow server` spares its temporary server
-    # One worker starts loading the spaCy model now, on the core Prefect's start-up leaves idle.
-    with imports_without_gc():
-        from ingest.pipeline import prestart, release_prestarted, warm_models
-    if settings.task_runner != "dask":
-        prestart(settings.workers, partial(warm_models, settings))
-    try:
-        with flow_display("starting Prefect (ingest)"):
-            with imports_without_gc():
-                from flows.ingest import ingest
+    with prestarted_worker(settings), flow_display("starting Prefect (ingest)"):
+        with imports_without_gc():
+            from flows.ingest import ingest
 
-            result = ingest(sources=args.source or None, feeds=args.feed or None, urls_file=args.urls, path=args.path)
-    finally:
-        release_prestarted()
+        result = ingest(sources=args.source or None, feeds=args.feed or None, urls_file=args.urls, path=args.path)
     print(summarise(result), file=sys.stderr)
     if result.get("failed"):  # every failures row of the run is counted there: no query for a clean run
         print_failures(settings, result["run_id"])

@@ -402,6 +402,22 @@ class _HideRunFailures:
 
 
 @contextmanager
+def prestarted_worker(settings: Any) -> Iterator[None]:
+    """Around a flow run with CPU stages: one worker starts loading the spaCy model now, on the core Prefect's
+    start-up leaves idle (ingest.pipeline.prestart); the run adopts it, and one never adopted is stopped."""
+    from functools import partial
+
+    with imports_without_gc():
+        from ingest.pipeline import prestart, release_prestarted, warm_models
+    if settings.task_runner != "dask":
+        prestart(settings.workers, partial(warm_models, settings))
+    try:
+        yield
+    finally:
+        release_prestarted()
+
+
+@contextmanager
 def imports_without_gc() -> Iterator[None]:
     """Heavy imports (Prefect, the flow modules) with the cyclic GC paused, then frozen out of later collections.
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from functools import partial
 from typing import Any
 
-from flows.cli._output import EXIT_OK, flow_display, imports_without_gc, load_settings, print_failures, readonly_warehouse, summarise, usage_error
+from flows.cli._output import (
+    EXIT_OK, flow_display, imports_without_gc, load_settings, prestarted_worker, print_failures, readonly_warehouse, summarise, usage_error,
+)
 
 # The choices of flows.inputs.MODES / WINDOW_ON, spelled out so that building the parser imports
 # nothing (tests/test_cli_validation.py checks they stay equal).
@@ -50,19 +51,11 @@ def run(args: argparse.Namespace) -> int:
         "source": args.source, "url": args.url, "since": args.since, "until": args.until,
         "window_on": args.on, "failed": args.failed, "all": args.all, "mode": args.mode, "trigger": "cli",
     }
-    # As in `newsflow ingest`: one worker loads the spaCy model while Prefect starts.
-    with imports_without_gc():
-        from ingest.pipeline import prestart, release_prestarted, warm_models
-    if settings.task_runner != "dask":
-        prestart(settings.workers, partial(warm_models, settings))
-    try:
-        with flow_display("starting Prefect (reingest)"):
-            with imports_without_gc():
-                from flows.reingest import reingest
+    with prestarted_worker(settings), flow_display("starting Prefect (reingest)"):
+        with imports_without_gc():
+            from flows.reingest import reingest
 
-            result = reingest(**kwargs)
-    finally:
-        release_prestarted()
+        result = reingest(**kwargs)
     print(f"re-ingested {result['articles']} articles ({result['urls']} URLs) from {result['selection']} ({args.mode})", file=sys.stderr)
     print(summarise(result), file=sys.stderr)
     print_failures(settings, result["run_id"])
