@@ -131,7 +131,11 @@ def line_tokens(text: str) -> list[list[str]]:
     own; the whole text's tokens are these lists in order. One pass instead of one normalize_text call per line
     (prose and lead sets) plus one for the whole text: most of dedup's verification time went to those calls.
     """
-    return [_TOKEN_RE.findall(line) for line in _fold(text).splitlines()]
+    return _split_lines(_fold(text))
+
+
+def _split_lines(folded: str) -> list[list[str]]:
+    return [_TOKEN_RE.findall(line) for line in folded.splitlines()]
 
 
 def _prose_lines(text: str | list[list[str]], settings: DedupSettings) -> list[list[str]]:
@@ -339,7 +343,7 @@ class Side:
     def lines(self) -> list[list[str]]:
         """The text's line_tokens. The folded text is kept (folding is the costly part), not the token lists:
         a decision holds thousands of Sides and the lists would take ~15x the text's size."""
-        return [_TOKEN_RE.findall(line) for line in self._fold().splitlines()]
+        return _split_lines(self._fold())
 
     def _fold(self) -> str:
         if self._folded is None:

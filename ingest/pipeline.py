@@ -175,15 +175,6 @@ class StagePool:
             self._owned = True
         return self._executor
 
-    def start(self) -> "StagePool":
-        """Start the worker processes now (they spawn in the background), so the first batch does not wait for them."""
-        if self._executor is None and self.workers > 1:
-            executor = self._get_executor()
-            # A no-op call per worker makes ProcessPoolExecutor spawn them all at once.
-            for _ in range(self.workers):
-                executor.submit(_worker_ready)
-        return self
-
     def warm(self, fn: Callable[[], object]) -> None:
         """Run `fn` once in each worker without waiting (e.g. load the spaCy model while the flow discovers and fetches)."""
         self._used = True
