@@ -117,24 +117,44 @@ def warehouse_run(
             publish_run_artifact(settings, run_id, logger)
             raise
         else:
+            # Every batch is processed: the workers exit (~0.2 s each) while the run finishes and maintains.
+            pool.close(wait=False)
             _finish(settings, run_id, status="completed", error=None, logger=logger)
             publish_run_artifact(settings, run_id, logger, wrote_data=_wrote_data(ctx))
-            if _wrote_data(ctx) or run_id % IDLE_RUNS_PER_MAINTENANCE == 0:
-                try:
-                    report = maintenance.after_run(settings)
-                    logger.info("maintenance: %s", report.summary())
-                except Exception as exc:  # maintenance is housekeeping: the run's data is committed already
-                    logger.warning("maintenance after run %d skipped: %s", run_id, str(exc).splitlines()[0][:200])
-            else:
-                logger.info("maintenance: skipped, the run loaded nothing (runs every %d runs regardless)", IDLE_RUNS_PER_MAINTENANCE)
-            if _wrote_data(ctx):
-                # The search sidecar catches up now, so the next `newsflow search` is instant (never raises);
-                # after a run that loaded nothing there is nothing new to index.
-                from warehouse import search_sidecar
-
-                search_sidecar.sync_after_run(settings, logger)
+            with _search_sync_beside(settings, logger, enabled=_wrote_data(ctx)):
+                if _wrote_data(ctx) or run_id % IDLE_RUNS_PER_MAINTENANCE == 0:
+                    try:
+                        report = maintenance.after_run(settings)
+                        logger.info("maintenance: %s", report.summary())
+                    except Exception as exc:  # maintenance is housekeeping: the run's data is committed already
+                        logger.warning("maintenance after run %d skipped: %s", run_id, str(exc).splitlines()[0][:200])
+                else:
+                    logger.info("maintenance: skipped, the run loaded nothing (runs every %d runs regardless)", IDLE_RUNS_PER_MAINTENANCE)
         finally:
             pool.close()
+
+
+@contextmanager
+def _search_sync_beside(settings: Settings, logger: Any, *, enabled: bool) -> Iterator[None]:
+    """Bring the search sidecar up to date in a thread while the body (maintenance) runs; never raises.
+
+    The workers are idle by now, so the two share the machine: the sidecar is Python and SQLite, the
+    maintenance DuckDB. The sync reads one snapshot and later syncs skip maintenance-only snapshots
+    (flushes, merges, rewrites), so it sees the same articles before or after the merge. After a run
+    that loaded nothing there is nothing new to index.
+    """
+    if not enabled:
+        yield
+        return
+    # Imported here: warehouse.search_sidecar pulls in pyarrow, which a run that loads nothing never needs.
+    from warehouse import search_sidecar
+
+    thread = threading.Thread(target=search_sidecar.sync_after_run, args=(settings, logger), name="search-sidecar-sync")
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()
 
 
 # A run that loaded nothing (a scheduled tick whose feeds answered 304) leaves only its `runs` row; its

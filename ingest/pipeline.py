@@ -227,11 +227,15 @@ class StagePool:
             futures.append(f)
         return Pending(futures=futures)
 
-    def close(self) -> None:
-        """Shut down worker processes this pool started."""
+    def close(self, wait: bool = True) -> None:
+        """Shut down worker processes this pool started; `wait=False` lets them exit in the background.
+
+        Without waiting, the processes are still joined: by the executor's own thread once they exit,
+        and at the latest when this process exits.
+        """
         if self._owned and self._executor is not None:
             if self._used:
-                self._executor.shutdown(wait=True, cancel_futures=True)
+                self._executor.shutdown(wait=wait, cancel_futures=True)
             else:
                 # Started ahead of a run that had nothing to process (see prestart): stop the worker now
                 # rather than wait for the model load it may still be in.

@@ -91,3 +91,32 @@ def test_cli_runs_with_two_workers_use_the_prestarted_one_and_leave_nothing_behi
     assert again.returncode == 0, again.stderr[-3000:]
     assert "Traceback" not in first.stderr + again.stderr
     assert q(tmp_path / "wh", "select count(*) from articles")[0][0] == len(urls)
+
+
+
+def _nap(items: list[int], settings: object) -> list[int]:
+    time.sleep(3)
+    return items
+
+
+def test_a_pool_closed_without_waiting_returns_while_its_workers_finish_then_they_exit() -> None:
+    from ingest.settings import Settings
+
+    pool = pipeline.StagePool(2, min_chunk=1)
+    pending = pool.submit(_nap, [1, 2], Settings())  # one 3 s chunk per worker
+    deadline = time.monotonic() + 60
+    while len(_alive(pool)) < 2:
+        assert time.monotonic() < deadline, "the workers never started"
+        time.sleep(0.05)
+    while not all(f.running() for f in pending._futures):  # handed to the workers: shutdown cannot cancel them
+        assert time.monotonic() < deadline, "the chunks never started"
+        time.sleep(0.05)
+    pids = _alive(pool)
+    pool.close(wait=False)  # the run's end: maintenance goes on while the workers exit
+    assert all(Path(f"/proc/{pid}").exists() for pid in pids)  # it did not wait for them
+    pool.close()  # the run's finally: nothing left to do, no error
+    assert sorted(x for chunk in pending.result() for x in chunk) == [1, 2]  # running chunks finish
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split(")")[1][:3] for pid in pids):
+        assert time.monotonic() < deadline, "a worker did not exit after close(wait=False)"
+        time.sleep(0.05)

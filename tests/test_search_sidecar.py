@@ -194,6 +194,26 @@ def test_maintenance_snapshots_are_no_changes_and_expired_snapshots_rebuild(lake
     assert_same_ranking(lake)
 
 
+def test_a_sync_beside_maintenance_is_right_and_leaves_nothing_to_apply(lake) -> None:  # noqa: ANN001
+    # The end of a run: the sidecar syncs in a thread while maintenance flushes, rewrites and merges.
+    with db.session(lake) as con:
+        for start in (81, 91, 101):
+            load(con, corpus(start, 10))
+        with db.transaction(con):
+            search.remove_articles(con, [f"a{i:03d}" for i in range(81, 86)])
+            con.execute("DELETE FROM articles WHERE id IN (SELECT unnest(?))", [[f"a{i:03d}" for i in range(81, 86)]])
+    results: list[search_sidecar.SyncResult] = []
+    thread = threading.Thread(target=lambda: results.append(search_sidecar.sync(lake)))
+    thread.start()
+    maintenance.maintain(lake, full=True)
+    thread.join()
+    assert results and results[0].articles > 0
+    r = search_sidecar.sync(lake)  # whichever side of the merge it read, the merge itself changes nothing
+    assert r.action in ("applied", "fresh") and r.articles == 0
+    assert sidecar_rows(lake) == (lake_docs(lake),) * 3
+    assert_same_ranking(lake)
+
+
 def test_new_terms_version_or_another_lake_rebuilds(lake, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
     search_sidecar.sync(lake)
     monkeypatch.setattr(search_sidecar, "TERMS_VERSION", "porter-test")
