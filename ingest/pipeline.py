@@ -12,6 +12,8 @@ import faulthandler
 import multiprocessing
 import os
 import sys
+import threading
+import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from typing import Generic, TypeVar
@@ -106,7 +108,7 @@ def warm_models(settings: Settings) -> None:
 _SINGLE_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def _worker_init() -> None:
+def _worker_init(parent: int) -> None:
     """Keep each worker's numeric libraries single-threaded: two processes on two cores, not 2xN threads."""
     for var in _SINGLE_THREAD_VARS:
         os.environ[var] = "1"
@@ -115,6 +117,17 @@ def _worker_init() -> None:
     if sys.__stderr__ is not None and not faulthandler.is_enabled():
         with contextlib.suppress(OSError, ValueError):
             faulthandler.enable(file=sys.__stderr__)
+    # A worker whose parent is SIGKILLed (or OOM-killed) would wait on the task queue forever: it holds
+    # that queue's write end itself, so it never sees end-of-file. It leaves when its parent does.
+    # `parent` comes from the parent itself: one killed while this worker was still importing is noticed too.
+    threading.Thread(target=_exit_with_parent, args=(parent,), name="exit-with-parent", daemon=True).start()
+
+
+def _exit_with_parent(parent: int, every_s: float = 1.0) -> None:
+    """Exit this process once `parent` is gone (it is re-parented); a daemon thread's loop."""
+    while os.getppid() == parent:
+        time.sleep(every_s)
+    os._exit(1)  # no cleanup to do: nothing this worker holds outlives the run it served
 
 
 def _chunks(items: Sequence[T], n: int) -> list[list[T]]:
@@ -170,7 +183,8 @@ class StagePool:
             # spawn, not fork: the flow process runs threads (Prefect's API client, event loop) and
             # forking a threaded process can deadlock in the child.
             self._executor = ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
+                self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
+                initargs=(os.getpid(),),
             )
             self._owned = True
         return self._executor

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -137,3 +138,30 @@ def test_a_native_crash_leaves_the_python_stack_on_stderr(tmp_path: Path) -> Non
     assert proc.returncode == -signal.SIGABRT
     assert "Fatal Python error: Aborted" in err
     assert "_sql_command.py" in err, err[-2000:]  # the stack reaches the line that was reading
+
+
+_POOL_THEN_WAIT = """
+import time
+from ingest import pipeline
+pool = pipeline.StagePool(2)
+pool.warm(pipeline._worker_ready)
+while sum(p.is_alive() for p in pool._executor._processes.values()) < 2:
+    time.sleep(0.05)
+print(" ".join(map(str, pool._executor._processes)), flush=True)
+time.sleep(600)
+"""
+
+
+def test_workers_exit_when_their_parent_is_killed() -> None:
+    # A SIGKILLed run cannot shut its pool down; its workers must not wait on the task queue forever.
+    proc = subprocess.Popen([sys.executable, "-c", _POOL_THEN_WAIT], stdout=subprocess.PIPE, text=True)
+    try:
+        pids = [int(p) for p in proc.stdout.readline().split()]
+        assert len(pids) == 2 and all(Path(f"/proc/{p}").exists() for p in pids)
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{p}").exists() and "Z" not in Path(f"/proc/{p}/stat").read_text().split(")")[1][:3] for p in pids):
+        assert time.monotonic() < deadline, "a worker outlived its killed parent"
+        time.sleep(0.1)
