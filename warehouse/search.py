@@ -131,7 +131,9 @@ def index_articles(
     with registered(con, "_search_postings", table), registered(con, "_search_docs", pa.table(docs, schema=docs_schema)):
         con.execute("INSERT INTO search_postings SELECT term, postings, false FROM _search_postings")
         con.execute(f"INSERT INTO article_search_docs SELECT {', '.join(_DOCS_COLUMNS)} FROM _search_docs")
-    if con.execute("SELECT count(*) FROM search_postings WHERE NOT merged").fetchone()[0] > TAIL_MERGE_ROWS:
+    # `merged = false`, not `NOT merged`: DuckLake skips the files whose statistics say every row is merged
+    # for the comparison, and reads them all for the negation (8 of 8 files vs 4 of 8 in a test lake).
+    if con.execute("SELECT count(*) FROM search_postings WHERE merged = false").fetchone()[0] > TAIL_MERGE_ROWS:
         merge_postings(con, everything=False)
     return len(todo)
 
@@ -142,7 +144,7 @@ def merge_postings(con: duckdb.DuckDBPyConnection, *, everything: bool = True) -
     everything=False merges only the batches' unmerged rows (cheap, called by index_articles);
     True rewrites the whole index (maintenance: `compact_search_index`). Inside the caller's transaction.
     """
-    where = "" if everything else "WHERE NOT p.merged"
+    where = "" if everything else "WHERE p.merged = false"  # prunable by file statistics, as in index_articles
     lake = con.execute("SELECT current_database()").fetchone()[0]
     con.execute(f"CALL {lake}.set_option('parquet_row_group_size', {ROW_GROUP_ROWS}, table_name => 'search_postings')")
     # The highest row id before the merge: everything up to it is replaced (DuckLake row ids only grow).
@@ -159,7 +161,7 @@ def merge_postings(con: duckdb.DuckDBPyConnection, *, everything: bool = True) -
         ORDER BY e.term
         """
     )
-    con.execute(f"DELETE FROM search_postings WHERE rowid <= {int(cutoff)}" + ("" if everything else " AND NOT merged"))
+    con.execute(f"DELETE FROM search_postings WHERE rowid <= {int(cutoff)}" + ("" if everything else " AND merged = false"))
 
 
 def compact_search_index(con: duckdb.DuckDBPyConnection) -> None:
