@@ -56,6 +56,17 @@ def load(con, arts: list[Article]) -> int:  # noqa: ANN001
         return search.index_articles(con, arts)
 
 
+def load_then_remove(lake, starts: tuple[int, ...], removed: range) -> None:  # noqa: ANN001
+    """Batches of ten articles from each of `starts`, then the articles numbered `removed` deleted with their index rows."""
+    ids = [f"a{i:03d}" for i in removed]
+    with db.session(lake) as con:
+        for start in starts:
+            load(con, corpus(start, 10))
+        with db.transaction(con):
+            search.remove_articles(con, ids)
+            con.execute("DELETE FROM articles WHERE id IN (SELECT unnest(?))", [ids])
+
+
 @pytest.fixture
 def lake(tmp_path: Path):  # noqa: ANN201
     settings = lake_settings(tmp_path / "lake")
@@ -172,12 +183,7 @@ def test_incremental_sync_applies_adds_changes_and_removals(lake) -> None:  # no
 
 def test_maintenance_snapshots_are_no_changes_and_expired_snapshots_rebuild(lake) -> None:  # noqa: ANN001
     search_sidecar.sync(lake)
-    with db.session(lake) as con:
-        for start in (41, 51, 61):
-            load(con, corpus(start, 10))
-        with db.transaction(con):
-            search.remove_articles(con, [f"a{i:03d}" for i in range(41, 60)])
-            con.execute("DELETE FROM articles WHERE id IN (SELECT unnest(?))", [[f"a{i:03d}" for i in range(41, 60)]])
+    load_then_remove(lake, (41, 51, 61), range(41, 60))
     assert search_sidecar.sync(lake).action == "applied"
     # Flush, rewrite (which re-lists unchanged rows as inserts) and merge: the sidecar rewrites nothing.
     maintenance.maintain(lake, full=True)
@@ -196,12 +202,7 @@ def test_maintenance_snapshots_are_no_changes_and_expired_snapshots_rebuild(lake
 
 def test_a_sync_beside_maintenance_is_right_and_leaves_nothing_to_apply(lake) -> None:  # noqa: ANN001
     # The end of a run: the sidecar syncs in a thread while maintenance flushes, rewrites and merges.
-    with db.session(lake) as con:
-        for start in (81, 91, 101):
-            load(con, corpus(start, 10))
-        with db.transaction(con):
-            search.remove_articles(con, [f"a{i:03d}" for i in range(81, 86)])
-            con.execute("DELETE FROM articles WHERE id IN (SELECT unnest(?))", [[f"a{i:03d}" for i in range(81, 86)]])
+    load_then_remove(lake, (81, 91, 101), range(81, 86))
     results: list[search_sidecar.SyncResult] = []
     thread = threading.Thread(target=lambda: results.append(search_sidecar.sync(lake)))
     thread.start()
