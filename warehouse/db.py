@@ -45,6 +45,11 @@ _MIGRATION_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 
 # The name the lake is attached under, in newsflow and in the statements `newsflow attach` prints.
 LAKE = "newsflow"
+# A join with at most this many distinct keys on its build side pushes them into the other side's scan as
+# an IN filter (DuckDB's default: 50), which skips the row groups of key-sorted tables (migration 007)
+# whose min/max hold none of them. The check costs one comparison per key and row group, so far larger
+# key sets cost more than they save (benchmarks/lookups.py).
+LOOKUP_IN_FILTER_MAX_KEYS = 1000
 
 
 class WarehouseBusy(TransientError):
@@ -208,7 +213,11 @@ def open_lake(
     deadline = time.monotonic() + timeout_s
     delay = 0.05
     while True:
-        config: dict[str, Any] = {"autoinstall_known_extensions": False, "extension_directory": str(ext_dir)}
+        config: dict[str, Any] = {
+            "autoinstall_known_extensions": False,
+            "extension_directory": str(ext_dir),
+            "dynamic_or_filter_threshold": LOOKUP_IN_FILTER_MAX_KEYS,
+        }
         if threads:
             config["threads"] = int(threads)
         if not t.verify_signatures:
