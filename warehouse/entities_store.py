@@ -326,15 +326,16 @@ def copy_entities_many(con: duckdb.DuckDBPyConnection, pairs: Sequence[tuple[str
         ready = [(frm, to) for frm, to in todo if frm not in waiting] or todo  # a cycle: copy what is there
         todo = [p for p in todo if p not in ready]
         with registered(con, "_ent_copy", [{"from_id": f, "to_id": t} for f, t in ready], _COPY_SCHEMA):
-            # Articles filtered by a bound id list: joined to _ent_copy directly, both sides read every
-            # article's text; filtered, the scan reads the text of the pair's articles only.
+            # Articles filtered by a bound id list (the form of warehouse.queries.article_texts): joined to
+            # _ent_copy directly, both sides read every article's text.
             ids = sorted({x for pair in ready for x in pair})
             rows = con.execute(
-                "WITH a AS (SELECT id, text, first_seen_at FROM articles WHERE list_contains(?::VARCHAR[], id)) "
+                "WITH a AS (SELECT id, text, first_seen_at FROM articles "
+                " WHERE id IN (SELECT unnest(?::VARCHAR[])) AND list_contains(?::VARCHAR[], id)) "
                 "SELECT c.from_id, c.to_id, b.first_seen_at FROM _ent_copy c "
                 "JOIN a ON a.id = c.from_id JOIN a b ON b.id = c.to_id "
                 "JOIN article_entity_runs r ON r.article_id = a.id WHERE a.text = b.text",
-                [ids],
+                [ids, ids],
             ).fetchall()
         if not rows:
             continue

@@ -218,14 +218,15 @@ def save_articles(
         ).fetchall()
         changed = [aid for aid, st, _later in status if st == "updated"]
         if changed:
-            # Old text is read only for the changed ids: a join on the whole table would read every
-            # article's text from the data files (~0.5 s at 100k articles) for nothing.
+            # Old text is read only for the changed ids (the form of warehouse.queries.article_texts): a join
+            # on the whole table would read every article's text from the data files (~0.5 s at 100k articles).
             con.execute(
                 "INSERT INTO article_versions (article_id, content_hash, title, text, valid_from, replaced_at, run_id) "
                 "SELECT a.id, a.content_hash, a.title, a.text, a.updated_at, now(), ? FROM articles a "
-                "WHERE list_contains(?::VARCHAR[], a.id) AND NOT EXISTS (SELECT 1 FROM article_versions v "
+                "WHERE a.id IN (SELECT unnest(?::VARCHAR[])) AND list_contains(?::VARCHAR[], a.id) "
+                "AND NOT EXISTS (SELECT 1 FROM article_versions v "
                 " WHERE v.article_id = a.id AND v.content_hash = a.content_hash AND v.valid_from = a.updated_at)",
-                [run_id, changed],
+                [run_id, changed, changed],
             )
         # An unchanged article (same hash, title, extractor version) is not rewritten, so re-running or
         # re-processing writes nothing; a page fetched again moves only its last_seen_at.

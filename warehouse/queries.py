@@ -229,13 +229,22 @@ def unchanged_with_entities(con: duckdb.DuckDBPyConnection, items: Sequence[tupl
     return {i for (i,) in rows}
 
 
+# Rows of a key-sorted table (migration 007) whose wide columns (text, signature) are needed, for a bound
+# list of ids, are selected with both `id IN (SELECT unnest(?))` and `list_contains(?, id)`, the list bound
+# twice: the first is a semi join that DuckDB pushes into the scan as an IN filter, skipping the row groups
+# whose min/max hold none of the ids; the second filters rows inside the row groups read before their
+# wide columns are fetched (joined to a registered table instead, DuckDB reads the text of every row it
+# scans). Alone, list_contains is checked on every row of the table (0.98 s vs 0.17 s for 300 ids in 5M
+# rows); alone, the semi join reads the text of every row in a row group it keeps.
 def article_texts(con: duckdb.DuckDBPyConnection, ids: Sequence[str]) -> dict[str, str]:
     """Stored text per article id."""
     if not ids:
         return {}
-    # The ids as one bound list, not a joined table: joined, DuckDB reads every article's text; as a filter
-    # on the scan it reads `id`, then the text of the matching rows only (as dedup_store.find_candidates).
-    rows = con.execute("SELECT id, text FROM articles WHERE list_contains(?::VARCHAR[], id)", [sorted(set(ids))]).fetchall()
+    wanted = sorted(set(ids))
+    rows = con.execute(
+        "SELECT id, text FROM articles WHERE id IN (SELECT unnest(?::VARCHAR[])) AND list_contains(?::VARCHAR[], id)",
+        [wanted, wanted],
+    ).fetchall()
     return dict(rows)
 
 
