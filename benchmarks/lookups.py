@@ -1,0 +1,125 @@
+"""Per-batch lookups by article id as the warehouse grows: key-sorted row groups (migration 007) vs insertion order.
+
+For each size N, two real lakes (SQLite catalog, Parquet files) get the same N synthetic articles (16-hex ids
+like newsflow's, in random order), written in 10 inserts and compacted as maintenance does:
+- sorted: as migrated (articles sorted by id, row groups of 2048 rows), DuckDB's IN-filter threshold raised
+  as warehouse.db sets it;
+- baseline, measured in the same run: the sort order reset and DuckDB's default threshold (50), i.e. the
+  warehouse before migration 007.
+Then the loads' own lookups: `queries.articles_first_seen` for 400 ids (200 stored, 200 new) and
+`queries.article_texts` for 100 stored ids; median ms of 7 runs and rows the articles scan emitted.
+
+    .venv/bin/python benchmarks/lookups.py [--sizes 100000,1000000,3000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from ingest.settings import Settings  # noqa: E402
+from warehouse import db, queries  # noqa: E402
+
+PROFILE = '{"OPERATOR_CARDINALITY": "true", "OPERATOR_TYPE": "true", "EXTRA_INFO": "true"}'
+
+
+def fill(con, n: int) -> None:  # noqa: ANN001 - a DuckDB connection
+    """n synthetic articles in 10 inserts, then compaction (like maintenance after many batches)."""
+    step = -(-n // 10)
+    for lo in range(0, n, step):
+        with db.transaction(con):
+            con.execute(
+                "INSERT INTO articles (id, url, page_url, source, text, extractor, extractor_version, content_hash, "
+                " word_count, first_seen_at, last_seen_at, updated_at) "
+                "SELECT substr(md5(i::VARCHAR), 1, 16), 'https://news.example/' || i, 'https://news.example/' || i, 's', "
+                " 'Story ' || i || repeat(' with some words', 20), 'trafilatura', '2', md5('h' || i), 81, now(), now(), now() "
+                "FROM range(?, ?) r(i)",
+                [lo, min(n, lo + step)],
+            )
+    con.execute("CALL ducklake_merge_adjacent_files('newsflow', 'articles')")
+
+
+def scanned_rows(con) -> int:  # noqa: ANN001
+    """Rows the articles scan emitted in the connection's last query."""
+    out = []
+
+    def walk(node: dict) -> None:
+        if node.get("operator_type") == "TABLE_SCAN" and node.get("extra_info", {}).get("Table") == "articles":
+            out.append(int(node["operator_cardinality"]))
+        for child in node.get("children", []):
+            walk(child)
+
+    walk(json.loads(con.get_profiling_information(format="json")))
+    return sum(out)
+
+
+def measure(con, n: int, rng: random.Random) -> dict[str, tuple[float, int]]:  # noqa: ANN001
+    """Median ms over 7 runs and rows scanned, per lookup."""
+    ids = [r[0] for r in con.execute("SELECT substr(md5(i::VARCHAR), 1, 16) FROM range(?) r(i)", [n]).fetchall()]
+    out = {}
+    for name, fn, k_stored, k_new in (
+        ("articles_first_seen(400 ids)", queries.articles_first_seen, 200, 200),
+        ("article_texts(100 ids)", queries.article_texts, 100, 0),
+    ):
+        times, rows = [], 0
+        for _ in range(7):
+            want = rng.sample(ids, k_stored) + [f"{rng.getrandbits(64):016x}"[:15] + "z" for _ in range(k_new)]
+            t0 = time.perf_counter()
+            got = fn(con, want)
+            times.append(time.perf_counter() - t0)
+            assert len(got) == k_stored, (name, len(got))
+        if fn is queries.articles_first_seen:
+            con.execute("PRAGMA enable_profiling = 'no_output'")
+            con.execute(f"SET custom_profiling_settings = '{PROFILE}'")
+            con.execute(
+                "SELECT a.id, a.first_seen_at FROM articles a WHERE a.id IN (SELECT unnest(?::VARCHAR[]))", [want]
+            ).fetchall()
+            rows = scanned_rows(con)
+            con.execute("PRAGMA disable_profiling")
+        out[name] = (1000 * statistics.median(times), rows)
+    return out
+
+
+def lake(root: Path, name: str) -> Settings:
+    """Settings for a new lake under root/name."""
+    return Settings(catalog=f"sqlite:{root / name / 'catalog.sqlite'}", data_path=f"{root / name / 'data'}/")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="100000,1000000,3000000", help="comma-separated article counts")
+    args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    rng = random.Random(7)
+    print(f"{'articles':>9}  {'lookup':30} {'base ms':>8} {'sorted ms':>9} {'ratio':>6} {'base rows':>10} {'sorted rows':>11}")
+    with tempfile.TemporaryDirectory(prefix="nf-lookups-") as tmp:
+        for n in sizes:
+            results = {}
+            for variant in ("baseline", "sorted"):
+                settings = lake(Path(tmp), f"{variant}{n}")
+                db.init_db(settings)
+                with db.session(settings) as con:
+                    if variant == "baseline":
+                        con.execute("ALTER TABLE articles RESET SORTED BY")
+                        con.execute("SET dynamic_or_filter_threshold = 50")
+                    fill(con, n)
+                    results[variant] = measure(con, n, rng)
+                    con.execute(f"SET dynamic_or_filter_threshold = {db.LOOKUP_IN_FILTER_MAX_KEYS}")
+                db.close_all()
+            for name in results["sorted"]:
+                (b_ms, b_rows), (s_ms, s_rows) = results["baseline"][name], results["sorted"][name]
+                print(f"{n:>9,}  {name:30} {b_ms:8.1f} {s_ms:9.1f} {b_ms / s_ms:5.2f}x {b_rows:>10,} {s_rows:>11,}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
