@@ -129,6 +129,10 @@ class DedupCandidate(BaseModel):
     signature: list[int]
     text: str
     published_at: datetime | None = None
+    # The canonical of the candidate's recorded cluster (its own id when it duplicates nothing); None: not known.
+    # Two candidates whose clusters are known were judged when the later of them arrived, so dedup.decide
+    # joins them by these records instead of comparing their texts again.
+    cluster: str | None = None
 
 
 class DuplicateMatch(BaseModel):

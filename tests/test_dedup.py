@@ -329,6 +329,27 @@ def test_decide_joins_cluster_via_canonical_never_points_to_duplicate() -> None:
     assert {m.article_id for m in matches} == {"new", "dup"}
 
 
+def test_decide_keeps_recorded_clusters_of_history_without_comparing_them_again(monkeypatch) -> None:
+    """History articles with recorded clusters are joined by the records; only pairs with a batch article are compared."""
+    import ingest.dedup as dedup_mod
+
+    copy = syndicated_copy(SEED_A)
+    hist = candidate("hist", copy, 0).model_copy(update={"cluster": "hist"})
+    hist_copy = candidate("hist-copy", copy.replace("Maria Jensen", "J. Doe"), 5).model_copy(update={"cluster": "hist"})
+    compared: list[tuple[str, str]] = []
+    real = dedup_mod.compare
+
+    def counting(a, b, settings):  # noqa: ANN001, ANN202
+        compared.append((a.id, b.id))
+        return real(a, b, settings)
+
+    monkeypatch.setattr(dedup_mod, "compare", counting)
+    got = {(m.article_id, m.duplicate_of) for m in decide([entry("seed", SEED_A, -1000)], {"seed": [hist, hist_copy]}, SETTINGS)}
+    # The same decisions as when the clusters are not known (test above), without the history pair's comparison.
+    assert got == {("hist", "seed"), ("hist-copy", "seed")}
+    assert all("seed" in pair for pair in compared) and compared
+
+
 def test_decide_rerun_uses_warehouse_first_seen() -> None:
     """On a re-run the batch copy of an old article keeps its original first sighting, so nothing flips."""
     copy = syndicated_copy(SEED_A)

@@ -73,18 +73,20 @@ def find_candidates(con: duckdb.DuckDBPyConnection, fps: Sequence[Fingerprint]) 
     cand_ids = sorted({c for _, c in pairs})
     rows = con.execute(
         "WITH f AS (SELECT article_id, content_hash, signature FROM article_fingerprints "
-        " WHERE article_id IN (SELECT unnest(?::VARCHAR[])) AND list_contains(?::VARCHAR[], article_id)) "
+        " WHERE article_id IN (SELECT unnest(?::VARCHAR[])) AND list_contains(?::VARCHAR[], article_id)), "
+        "d AS (SELECT article_id, duplicate_of FROM duplicates WHERE article_id IN (SELECT unnest(?::VARCHAR[]))) "
         "SELECT a.id, a.first_seen_at, coalesce(f.content_hash, a.content_hash), coalesce(f.signature, []::UINTEGER[]), a.text, "
-        "a.published_at "
-        "FROM articles a LEFT JOIN f ON f.article_id = a.id "
+        "a.published_at, coalesce(d.duplicate_of, a.id) "
+        "FROM articles a LEFT JOIN f ON f.article_id = a.id LEFT JOIN d ON d.article_id = a.id "
         "WHERE a.id IN (SELECT unnest(?::VARCHAR[])) AND list_contains(?::VARCHAR[], a.id)",
-        [cand_ids] * 4,
+        [cand_ids] * 5,
     ).fetchall()
     details = {
         aid: DedupCandidate(
-            article_id=aid, first_seen_at=seen, content_hash=chash, signature=list(sig), text=text, published_at=published
+            article_id=aid, first_seen_at=seen, content_hash=chash, signature=list(sig), text=text, published_at=published,
+            cluster=cluster,
         )
-        for aid, seen, chash, sig, text, published in rows
+        for aid, seen, chash, sig, text, published, cluster in rows
     }
     for query_id, cand_id in sorted(pairs, key=lambda p: (p[0], details[p[1]].first_seen_at if p[1] in details else 0, p[1])):
         if cand_id in details:
