@@ -243,6 +243,42 @@ def test_maintenance_keeps_the_number_of_data_files_bounded(tmp_path: Path) -> N
     assert gone.disk_files_after == gone.live_files_after
 
 
+def test_maintenance_flushes_the_inlined_rows_of_every_table(tmp_path: Path) -> None:
+    """Rows inlined in the catalog (small inserts: `runs`, `schema_migrations`) all go to Parquet in one pass."""
+    from warehouse import maintenance
+
+    settings = lake_settings(tmp_path / "wh", data_inlining_row_limit=100)
+    db.init_db(settings)
+    with db.session(settings) as con:
+        for _ in range(3):
+            with db.transaction(con):
+                run = loads.start_run(con, flow="ingest", trigger="cli", params={}, flow_run_id=None)
+            with db.transaction(con):
+                loads.finish_run(con, run, status="completed")
+
+    def inlined(con) -> dict[str, int]:  # noqa: ANN001
+        meta = maintenance._META
+        names = con.execute(
+            f"SELECT t.table_name, i.table_name FROM {meta}.ducklake_inlined_data_tables i "
+            f"JOIN {meta}.ducklake_table t USING (table_id) WHERE t.end_snapshot IS NULL"
+        ).fetchall()
+        counts: dict[str, int] = {}
+        for table, data in names:  # the inlined tables' names come from the catalog itself
+            live = con.execute(f"SELECT count(*) FROM {meta}.{data} WHERE end_snapshot IS NULL").fetchall()[0][0]
+            counts[table] = counts.get(table, 0) + live
+        return {t: n for t, n in counts.items() if n}
+
+    with db.session(settings, read_only=True) as con:
+        before = inlined(con)
+        rows = con.execute("SELECT (SELECT count(*) FROM runs), (SELECT count(*) FROM schema_migrations)").fetchall()
+    assert before.get("runs") == 3 and before.get("schema_migrations", 0) > 0, before
+    report = maintenance.maintain(settings)
+    assert report.flushed == 2  # tables flushed: `runs` and `schema_migrations`
+    with db.session(settings, read_only=True) as con:
+        assert inlined(con) == {}
+        assert con.execute("SELECT (SELECT count(*) FROM runs), (SELECT count(*) FROM schema_migrations)").fetchall() == rows
+
+
 def test_many_runs_do_not_pile_up_files_of_updated_tables(tmp_path: Path) -> None:
     """`runs` is updated by every batch of every run: maintenance folds its rewritten rows back into one file."""
     from warehouse import maintenance
@@ -267,9 +303,6 @@ def test_many_runs_do_not_pile_up_files_of_updated_tables(tmp_path: Path) -> Non
 
 def test_pandas_import_fails_fast_only_when_pandas_is_absent() -> None:
     """warehouse's import finder answers DuckDB's repeated `import pandas` at once; nothing else changes."""
-    import subprocess
-    import sys
-
     probe = (
         "import importlib.util, sys\n"
         "absent = importlib.util.find_spec('pandas') is None\n"

@@ -86,6 +86,22 @@ def _count(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None)
     return len(rows)
 
 
+def flush_inlined(con: duckdb.DuckDBPyConnection) -> int:
+    """Write every table's inlined rows to Parquet, one table per call; returns the tables that had any."""
+    # One call per table, never the all-tables form `ducklake_flush_inlined_data(lake)`: with DuckLake 1.5.5
+    # that form corrupted the heap in about 1 of 180 maintenance passes here (4 in ~715: SIGSEGV in a
+    # DuckDB worker thread, "malloc(): unaligned tcache chunk detected" then SIGABRT, a commit failing
+    # with "basic_string::_M_create"); table by table, 0 in 960. Calling it for every table (~12 ms each
+    # when there is nothing to flush) keeps whatever the flush covers (inlined rows and inlined deletes).
+    tables = con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = ? ORDER BY table_name", [db.LAKE]
+    ).fetchall()
+    return sum(
+        1 for (name,) in tables
+        if con.execute("CALL ducklake_flush_inlined_data(?, table_name => ?)", [db.LAKE, name]).fetchall()
+    )
+
+
 def maintain(settings: "Settings", *, retention_days: float | None = None, full: bool = False) -> MaintenanceReport:
     """Flush inlined rows, merge small files, expire old snapshots and delete unneeded files.
 
@@ -116,7 +132,9 @@ def maintain(settings: "Settings", *, retention_days: float | None = None, full:
             # One row per term again once per-batch postings pile up (a search reads only its terms' rows).
             search.compact_search_index(con) if full else search.compact_if_fragmented(con)
         report.steps["search index"] = round(time.perf_counter() - t0, 3)
-        report.flushed = step("flush", f"CALL ducklake_flush_inlined_data('{db.LAKE}')")
+        t0 = time.perf_counter()
+        report.flushed = flush_inlined(con)
+        report.steps["flush"] = round(time.perf_counter() - t0, 3)
         # Files whose rows were mostly updated or deleted (e.g. `runs`, whose row each run rewrites) are
         # rewritten without them first, so the merge can fold them in; `full` rewrites any file with deletes.
         report.rewritten = step(
