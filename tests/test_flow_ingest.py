@@ -1,14 +1,12 @@
-"""End-to-end: real Prefect flow runs against a real loopback news site and a real DuckDB file."""
+"""End-to-end: real Prefect flow runs against a real loopback news site and a real DuckLake warehouse."""
 
 from __future__ import annotations
 
-import time
 from email.utils import format_datetime
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-import duckdb
 import pytest
 
 from prefect_fixtures import prefect_api  # noqa: F401  (fixture)
@@ -154,6 +152,10 @@ def test_first_noop_new_item_and_changed_page(prefect_api: None, news: dict) -> 
     ingest()
     assert q(db_path, "select id, content_hash, updated_at from articles order by id") == before
     assert q(db_path, "select count(*) from article_versions")[0][0] == 1
+    # Every load wrote the lookup key of migration 008 as the lookups compute it, one row per URL.
+    for table in ("pages", "article_urls"):
+        assert q(db_path, f"select count(*) from {table} where url_key is distinct from substr(md5(url), 1, 16)") == [(0,)]
+        assert q(db_path, f"select count(*) - count(distinct url) from {table}") == [(0,)]
 
 
 def test_failing_pages_recorded_and_retried(prefect_api: None, news: dict, monkeypatch: pytest.MonkeyPatch) -> None:

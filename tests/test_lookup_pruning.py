@@ -119,3 +119,83 @@ def test_the_sort_order_survives_compaction(lake):
     assert set(queries.articles_first_seen(lake, ids)) == set(ids)
     ((rows, _),) = lake.scanned("articles")
     assert rows <= 3 * ROW_GROUP < ROWS
+
+
+@pytest.fixture()
+def pages_lake(tmp_path):
+    """A new warehouse with ROWS stored pages and as many URL aliases, keyed as migration 008 keys them."""
+    settings = lake_settings(tmp_path / "w")
+    db.init_db(settings)
+    with db.session(settings) as con:
+        with db.transaction(con):
+            con.execute(
+                "INSERT INTO pages (url, url_key, kind, source, status, etag, fetched_at, checked_at, body_sha256) "
+                "SELECT u, substr(md5(u), 1, 16), 'article', 's', 200, 'e' || i, now(), now(), md5(u) "
+                "FROM (SELECT i, 'https://news.example/2026/' || i || '/story.html' AS u FROM range(?) r(i))",
+                [ROWS],
+            )
+            con.execute(
+                "INSERT INTO article_urls (url, url_key, article_id, first_seen_at) "
+                "SELECT u, substr(md5(u), 1, 16), md5(u), now() "
+                "FROM (SELECT 'https://news.example/2026/' || i || '/story.html' AS u FROM range(?) r(i))",
+                [ROWS],
+            )
+        con.execute("PRAGMA enable_profiling = 'no_output'")
+        con.execute(
+            "SET custom_profiling_settings = '{\"OPERATOR_CARDINALITY\": \"true\", \"OPERATOR_TYPE\": \"true\", "
+            "\"EXTRA_INFO\": \"true\"}'"
+        )
+        try:
+            yield Profiled(con)
+        finally:
+            con.execute("PRAGMA disable_profiling")
+
+
+def _spread_urls(lake: Profiled) -> list[str]:
+    """Three stored URLs whose keys are the smallest, the middle and the largest (sorting the URLs would prune nothing)."""
+    return _spread(lake, "SELECT url FROM pages ORDER BY url_key")
+
+
+def test_a_few_urls_read_a_few_row_groups_of_pages(pages_lake):
+    urls = _spread_urls(pages_lake)
+    pages_lake.profiles.clear()
+    got = queries.validators(pages_lake, urls + ["https://news.example/absent.html"])
+    assert sorted(got) == sorted(urls)
+    ((rows, filters),) = pages_lake.scanned("pages")
+    assert "url_key IN (" in filters
+    assert rows <= 3 * ROW_GROUP < ROWS, f"the pages scan emitted {rows} of {ROWS} rows"
+
+
+def test_planning_a_few_urls_reads_a_few_row_groups_of_pages_and_aliases(pages_lake):
+    from datetime import datetime, timezone
+
+    urls = _spread_urls(pages_lake)
+    new = "https://news.example/2026/new/story.html"
+    pages_lake.profiles.clear()
+    plan = queries.plan_fetches(pages_lake, [(u, u, "s", None) for u in urls + [new]], datetime.now(timezone.utc))
+    assert plan.new == [new] and plan.known == 3
+    for table in ("pages", "article_urls"):
+        scans = [rows for rows, filters in pages_lake.scanned(table) if "url_key IN (" in filters]
+        assert scans and all(rows <= 3 * ROW_GROUP < ROWS for rows in scans), (table, pages_lake.scanned(table))
+
+
+def test_saving_pages_and_aliases_reads_a_few_row_groups_and_keeps_one_row_per_url(pages_lake):
+    from datetime import datetime, timezone
+
+    from ingest.models import FetchResult
+    from warehouse import loads
+
+    urls = _spread_urls(pages_lake)
+    now = datetime.now(timezone.utc)
+    fetched = [FetchResult(url=u, source="s", status=200, body=b"<p>new</p>", etag="new", fetched_at=now) for u in urls]
+    pages_lake.profiles.clear()
+    with db.transaction(pages_lake.con):
+        loads.save_pages(pages_lake, fetched, run_id=1)
+        loads.save_article_urls(pages_lake, [(u, "moved", now) for u in urls])
+    for table in ("pages", "article_urls"):
+        scans = [rows for rows, filters in pages_lake.scanned(table) if "url_key IN (" in filters]
+        assert scans and all(rows <= 3 * ROW_GROUP < ROWS for rows in scans), (table, pages_lake.scanned(table))
+    assert pages_lake.execute("SELECT count(*), count(DISTINCT url) FROM pages").fetchall() == [(ROWS, ROWS)]
+    assert pages_lake.execute("SELECT count(*) FROM pages WHERE etag = 'new'").fetchall() == [(3,)]
+    assert pages_lake.execute("SELECT count(*) FROM article_urls WHERE article_id = 'moved'").fetchall() == [(3,)]
+    assert pages_lake.execute("SELECT count(*) FROM article_urls").fetchall() == [(ROWS,)]

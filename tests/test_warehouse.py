@@ -27,6 +27,8 @@ def test_fresh_and_old_databases_end_at_the_latest_schema(tmp_path: Path) -> Non
         con.execute(first[2].read_text(encoding="utf-8"))
         con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [first[0], first[1]])
         con.execute("INSERT INTO sources (name, kind, location) VALUES ('s', 'rss', 'http://x')")
+        con.execute("INSERT INTO pages (url, kind, source, status, fetched_at, checked_at) VALUES ('https://x/a', 'article', 's', 200, now(), now())")
+        con.execute("INSERT INTO article_urls (url, article_id, first_seen_at) VALUES ('https://x/a', 'a1', now())")
     applied = db.init_db(old)
     assert applied == [f"{v:03d}_{n}" for v, n, _ in db.migration_files()[1:]]
     for path in (fresh, old):
@@ -36,6 +38,10 @@ def test_fresh_and_old_databases_end_at_the_latest_schema(tmp_path: Path) -> Non
             assert {"articles", "duplicates", "entities", "mentions", "v_story_clusters", "v_article_entities"} <= tables
     with db.session(old, read_only=True) as con:
         assert con.execute("SELECT name FROM sources").fetchall() == [("s",)]
+        # Migration 008 backfills the URL lookup key of rows stored before it.
+        want = con.execute("SELECT substr(md5('https://x/a'), 1, 16)").fetchone()[0]
+        for table in ("pages", "article_urls"):
+            assert con.execute(f"SELECT url, url_key FROM {table}").fetchall() == [("https://x/a", want)]
     assert db.init_db(old) == []  # re-running is a no-op
 
 

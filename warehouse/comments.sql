@@ -34,6 +34,7 @@ COMMENT ON COLUMN runs.snapshot_id IS 'DuckLake snapshot after the run''s last w
 
 COMMENT ON TABLE pages IS 'Latest raw HTTP response per URL (articles, feeds, sitemaps), zlib-compressed, so articles can be re-processed offline. Key: url.';
 COMMENT ON COLUMN pages.url IS 'The URL requested.';
+COMMENT ON COLUMN pages.url_key IS 'Lookup key: the first 16 hex digits of md5(url); the table is sorted by it, so a lookup by url_key and url reads few row groups.';
 COMMENT ON COLUMN pages.kind IS 'article | feed | sitemap.';
 COMMENT ON COLUMN pages.source IS 'Source the URL belongs to (sources.name).';
 COMMENT ON COLUMN pages.final_url IS 'URL after redirects.';
@@ -92,6 +93,7 @@ COMMENT ON COLUMN article_versions.run_id IS 'Run that replaced it.';
 
 COMMENT ON TABLE article_urls IS 'Every URL (as discovered or fetched) that led to an article: aliases, redirects, tracking variants. Key: url.';
 COMMENT ON COLUMN article_urls.url IS 'A URL that led to the article.';
+COMMENT ON COLUMN article_urls.url_key IS 'Lookup key: the first 16 hex digits of md5(url) (see pages.url_key).';
 COMMENT ON COLUMN article_urls.article_id IS 'The article (articles.id).';
 COMMENT ON COLUMN article_urls.first_seen_at IS 'When this URL was first seen.';
 

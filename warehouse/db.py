@@ -46,7 +46,7 @@ _MIGRATION_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 # The name the lake is attached under, in newsflow and in the statements `newsflow attach` prints.
 LAKE = "newsflow"
 # A join with at most this many distinct keys on its build side pushes them into the other side's scan as
-# an IN filter (DuckDB's default: 50), which skips the row groups of key-sorted tables (migration 007)
+# an IN filter (DuckDB's default: 50), which skips the row groups of key-sorted tables (migrations 007, 008)
 # whose min/max hold none of them. The check costs one comparison per key and row group, so far larger
 # key sets cost more than they save (benchmarks/lookups.py).
 LOOKUP_IN_FILTER_MAX_KEYS = 1000

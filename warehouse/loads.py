@@ -138,16 +138,18 @@ def save_pages(con: duckdb.DuckDBPyConnection, results: Sequence[FetchResult], r
     if rows:
         with registered(con, "batch_pages", rows, _PAGES_SCHEMA):
             con.execute(
-                "MERGE INTO pages t USING (SELECT * FROM batch_pages "
-                " QUALIFY row_number() OVER (PARTITION BY url ORDER BY fetched_at DESC) = 1) b ON t.url = b.url "
+                # Matched on url_key too (migration 008): only the row groups that can hold the batch's URLs are read.
+                "MERGE INTO pages t USING (SELECT *, substr(md5(url), 1, 16) AS url_key FROM batch_pages "
+                " QUALIFY row_number() OVER (PARTITION BY url ORDER BY fetched_at DESC) = 1) b "
+                "ON t.url_key = b.url_key AND t.url = b.url "
                 "WHEN MATCHED THEN UPDATE SET kind = b.kind, source = b.source, final_url = b.final_url, "
                 " status = b.status, content_type = b.content_type, etag = b.etag, last_modified = b.last_modified, "
                 " fetched_at = b.fetched_at, checked_at = b.fetched_at, body_zlib = b.body_zlib, "
                 " body_bytes = b.body_bytes, body_sha256 = b.body_sha256, run_id = ? "
-                "WHEN NOT MATCHED THEN INSERT (url, kind, source, final_url, status, content_type, etag, last_modified, "
-                " fetched_at, checked_at, body_zlib, body_bytes, body_sha256, run_id) "
-                " VALUES (b.url, b.kind, b.source, b.final_url, b.status, b.content_type, b.etag, b.last_modified, "
-                " b.fetched_at, b.fetched_at, b.body_zlib, b.body_bytes, b.body_sha256, ?)",
+                "WHEN NOT MATCHED THEN INSERT (url, url_key, kind, source, final_url, status, content_type, etag, "
+                " last_modified, fetched_at, checked_at, body_zlib, body_bytes, body_sha256, run_id) "
+                " VALUES (b.url, b.url_key, b.kind, b.source, b.final_url, b.status, b.content_type, b.etag, "
+                " b.last_modified, b.fetched_at, b.fetched_at, b.body_zlib, b.body_bytes, b.body_sha256, ?)",
                 [run_id, run_id],
             )
     checks = [{"url": r.url, "fetched_at": r.fetched_at} for r in results if r.not_modified]
@@ -155,7 +157,8 @@ def save_pages(con: duckdb.DuckDBPyConnection, results: Sequence[FetchResult], r
         schema = pa.schema([("url", pa.string()), ("fetched_at", TS)])
         with registered(con, "batch_checks", checks, schema):
             con.execute(
-                "UPDATE pages SET checked_at = c.fetched_at FROM batch_checks c WHERE pages.url = c.url"
+                "UPDATE pages SET checked_at = c.fetched_at FROM batch_checks c "
+                "WHERE pages.url_key = substr(md5(c.url), 1, 16) AND pages.url = c.url"
             )
 
 
@@ -268,10 +271,10 @@ def save_article_urls(con: duckdb.DuckDBPyConnection, pairs: Sequence[tuple[str,
     rows = [{"url": u, "article_id": a, "seen_at": t} for u, a, t in pairs]
     with registered(con, "batch_urls", rows, schema):
         con.execute(
-            "MERGE INTO article_urls t USING (SELECT url, any_value(article_id) AS article_id, min(seen_at) AS seen_at "
-            " FROM batch_urls GROUP BY url) b ON t.url = b.url "
+            "MERGE INTO article_urls t USING (SELECT url, substr(md5(url), 1, 16) AS url_key, any_value(article_id) AS article_id, "
+            " min(seen_at) AS seen_at FROM batch_urls GROUP BY url) b ON t.url_key = b.url_key AND t.url = b.url "
             "WHEN MATCHED AND t.article_id <> b.article_id THEN UPDATE SET article_id = b.article_id "
-            "WHEN NOT MATCHED THEN INSERT (url, article_id, first_seen_at) VALUES (b.url, b.article_id, b.seen_at)"
+            "WHEN NOT MATCHED THEN INSERT (url, url_key, article_id, first_seen_at) VALUES (b.url, b.url_key, b.article_id, b.seen_at)"
         )
 
 

@@ -23,7 +23,8 @@ def validators(con: duckdb.DuckDBPyConnection, urls: Sequence[str]) -> dict[str,
     schema = pa.schema([("url", pa.string())])
     with registered(con, "want_urls", [{"url": u} for u in set(urls)], schema):
         rows = con.execute(
-            "SELECT p.url, p.etag, p.last_modified FROM pages p JOIN want_urls w ON p.url = w.url"
+            "SELECT p.url, p.etag, p.last_modified FROM pages p "
+            "JOIN want_urls w ON p.url_key = substr(md5(w.url), 1, 16) AND p.url = w.url"
         ).fetchall()
     return {u: (e, lm) for u, e, lm in rows}
 
@@ -69,10 +70,12 @@ def plan_fetches(
     ):
         decided = con.execute(
             "WITH i AS MATERIALIZED ("
-            "  SELECT url, any_value(canonical) AS canonical, max(lastmod) AS lastmod FROM plan_items GROUP BY url), "
+            "  SELECT *, substr(md5(url), 1, 16) AS url_key, substr(md5(canonical), 1, 16) AS canonical_key FROM ("
+            "   SELECT url, any_value(canonical) AS canonical, max(lastmod) AS lastmod FROM plan_items GROUP BY url)), "
             "r AS MATERIALIZED (SELECT url, kind, source, permanent, next_attempt_at FROM url_retries), "
             "a AS MATERIALIZED ("
-            "  SELECT url FROM article_urls WHERE url IN (SELECT url FROM i UNION SELECT canonical FROM i)) "
+            "  SELECT url FROM article_urls WHERE url_key IN (SELECT url_key FROM i UNION SELECT canonical_key FROM i) "
+            "   AND url IN (SELECT url FROM i UNION SELECT canonical FROM i)) "
             "SELECT i.url, CASE "
             " WHEN r.permanent THEN 'gave_up' "
             " WHEN r.url IS NOT NULL AND r.next_attempt_at > ? THEN 'waiting' "
@@ -81,7 +84,7 @@ def plan_fetches(
             " WHEN i.lastmod IS NOT NULL AND p.fetched_at IS NOT NULL AND i.lastmod > p.fetched_at THEN 'changed' "
             " ELSE 'known' END AS decision "
             "FROM i "
-            "LEFT JOIN pages p ON p.url = i.url AND p.kind = 'article' "
+            "LEFT JOIN pages p ON p.url_key = i.url_key AND p.url = i.url AND p.kind = 'article' "
             "LEFT JOIN a au ON au.url = i.url "
             "LEFT JOIN a ac ON ac.url = i.canonical "
             "LEFT JOIN r ON r.url = i.url "
@@ -119,7 +122,8 @@ def url_sources(con: duckdb.DuckDBPyConnection, urls: Sequence[str]) -> dict[str
     with registered(con, "want_urls", [{"url": u} for u in set(urls)], schema):
         rows = con.execute(
             "SELECT w.url, coalesce(r.source, p.source) FROM want_urls w "
-            "LEFT JOIN url_retries r ON r.url = w.url LEFT JOIN pages p ON p.url = w.url"
+            "LEFT JOIN url_retries r ON r.url = w.url "
+            "LEFT JOIN pages p ON p.url_key = substr(md5(w.url), 1, 16) AND p.url = w.url"
         ).fetchall()
     return {u: s for u, s in rows if s}
 
@@ -133,7 +137,8 @@ def known_local_pages(con: duckdb.DuckDBPyConnection, items: Sequence[tuple[str,
     schema = pa.schema([("url", pa.string()), ("sha", pa.string())])
     with registered(con, "local_pages", [{"url": u, "sha": h} for u, h in items], schema):
         rows = con.execute(
-            "SELECT l.url FROM local_pages l JOIN pages p ON p.url = l.url AND p.body_sha256 = l.sha "
+            "SELECT l.url FROM local_pages l "
+            "JOIN pages p ON p.url_key = substr(md5(l.url), 1, 16) AND p.url = l.url AND p.body_sha256 = l.sha "
             "LEFT JOIN url_retries r ON r.url = l.url WHERE r.url IS NULL"
         ).fetchall()
     return {u for (u,) in rows}

@@ -133,7 +133,8 @@ def stored_pages(con: duckdb.DuckDBPyConnection, targets: Sequence[Target]) -> l
     with registered(con, "want_pages", [{"url": t.url} for t in wanted], schema):
         rows = con.execute(
             "SELECT p.url, p.kind, p.final_url, p.status, p.content_type, p.etag, p.last_modified, p.fetched_at, p.body_zlib "
-            "FROM pages p JOIN want_pages w ON p.url = w.url WHERE p.body_zlib IS NOT NULL"
+            "FROM pages p JOIN want_pages w ON p.url_key = substr(md5(w.url), 1, 16) AND p.url = w.url "
+            "WHERE p.body_zlib IS NOT NULL"
         ).fetchall()
     by_url = {r[0]: r for r in rows}
     out = []

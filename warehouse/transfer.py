@@ -81,6 +81,9 @@ def import_export(settings: "Settings", directory: Path) -> list[TableCopy]:
                 n_src = con.execute(f"SELECT count(*) FROM {src}").fetchall()[0][0]
                 n_dst = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
                 copies.append(TableCopy(table, int(n_src), int(n_dst)))
+            # An export made before migration 008 has no url_key: derive it as the loads do.
+            for table in ("pages", "article_urls"):
+                con.execute(f"UPDATE {table} SET url_key = substr(md5(url), 1, 16) WHERE url_key IS NULL")
             bad = [c for c in copies if not c.ok]
             if bad:
                 raise RuntimeError("row counts differ after import: " + ", ".join(f"{c.table} {c.source_rows} vs {c.target_rows}" for c in bad))
