@@ -1,13 +1,14 @@
-"""Per-batch lookups by article id as the warehouse grows: key-sorted row groups (migration 007) vs insertion order.
+"""Per-batch lookups by article id and by URL as the warehouse grows: key-sorted row groups vs insertion order.
 
 For each size N, two real lakes (SQLite catalog, Parquet files) get the same N synthetic articles (16-hex ids
-like newsflow's, in random order), written in 10 inserts and compacted as maintenance does:
-- sorted: as migrated (articles sorted by id, row groups of 2048 rows), DuckDB's IN-filter threshold raised
-  as warehouse.db sets it;
-- baseline, measured in the same run: the sort order reset and DuckDB's default threshold (50), i.e. the
-  warehouse before migration 007.
-Then the loads' own lookups: `queries.articles_first_seen` for 400 ids (200 stored, 200 new) and
-`queries.article_texts` for 100 stored ids; median ms of 7 runs and rows the articles scan emitted.
+like newsflow's, in random order) and N stored pages, written in 10 inserts and compacted as maintenance does:
+- sorted: as migrated (articles sorted by id, migration 007; pages by url_key, migration 008; row groups of
+  2048 rows), DuckDB's IN-filter threshold raised as warehouse.db sets it;
+- baseline, measured in the same run: the sort orders reset and DuckDB's default threshold (50), i.e. the
+  warehouse before those migrations.
+Then the loads' own lookups: `queries.articles_first_seen` for 400 ids (200 stored, 200 new),
+`queries.article_texts` for 100 stored ids, and `queries.validators` for 20 and 400 URLs (half stored);
+median ms of 7 runs, and rows the articles scan emitted for the first.
 
     .venv/bin/python benchmarks/lookups.py [--sizes 100000,1000000,3000000]
 """
@@ -15,6 +16,7 @@ Then the loads' own lookups: `queries.articles_first_seen` for 400 ids (200 stor
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import random
 import statistics
@@ -45,7 +47,14 @@ def fill(con, n: int) -> None:  # noqa: ANN001 - a DuckDB connection
                 "FROM range(?, ?) r(i)",
                 [lo, min(n, lo + step)],
             )
+            con.execute(
+                "INSERT INTO pages (url, url_key, kind, source, status, etag, fetched_at, checked_at) "
+                "SELECT u, substr(md5(u), 1, 16), 'article', 's', 200, 'e', now(), now() "
+                "FROM (SELECT 'https://news.example/2026/' || md5(i::VARCHAR) || '/story.html' AS u FROM range(?, ?) r(i))",
+                [lo, min(n, lo + step)],
+            )
     con.execute("CALL ducklake_merge_adjacent_files('newsflow', 'articles')")
+    con.execute("CALL ducklake_merge_adjacent_files('newsflow', 'pages')")
 
 
 def scanned_rows(con) -> int:  # noqa: ANN001
@@ -66,6 +75,17 @@ def measure(con, n: int, rng: random.Random) -> dict[str, tuple[float, int]]:  #
     """Median ms over 7 runs and rows scanned, per lookup."""
     ids = [r[0] for r in con.execute("SELECT substr(md5(i::VARCHAR), 1, 16) FROM range(?) r(i)", [n]).fetchall()]
     out = {}
+    # Lookups by URL (migration 008): a small scheduled run's URLs and a backfill batch's, half stored, half new.
+    for k in (20, 400):
+        times = []
+        for _ in range(7):
+            want = [f"https://news.example/2026/{hashlib.md5(str(i).encode()).hexdigest()}/story.html" for i in rng.sample(range(n), k // 2)]
+            want += [f"https://news.example/2026/{rng.getrandbits(64):x}/new.html" for _ in range(k - k // 2)]
+            t0 = time.perf_counter()
+            got = queries.validators(con, want)
+            times.append(time.perf_counter() - t0)
+            assert len(got) == k // 2, (k, len(got))
+        out[f"validators({k} urls)"] = (1000 * statistics.median(times), 0)
     for name, fn, k_stored, k_new in (
         ("articles_first_seen(400 ids)", queries.articles_first_seen, 200, 200),
         ("article_texts(100 ids)", queries.article_texts, 100, 0),
@@ -110,6 +130,7 @@ def main() -> int:
                 with db.session(settings) as con:
                     if variant == "baseline":
                         con.execute("ALTER TABLE articles RESET SORTED BY")
+                        con.execute("ALTER TABLE pages RESET SORTED BY")
                         con.execute("SET dynamic_or_filter_threshold = 50")
                     fill(con, n)
                     results[variant] = measure(con, n, rng)
@@ -117,7 +138,8 @@ def main() -> int:
                 db.close_all()
             for name in results["sorted"]:
                 (b_ms, b_rows), (s_ms, s_rows) = results["baseline"][name], results["sorted"][name]
-                print(f"{n:>9,}  {name:30} {b_ms:8.1f} {s_ms:9.1f} {b_ms / s_ms:5.2f}x {b_rows:>10,} {s_rows:>11,}", flush=True)
+                br, sr = (f"{r:,}" if r else "-" for r in (b_rows, s_rows))
+                print(f"{n:>9,}  {name:30} {b_ms:8.1f} {s_ms:9.1f} {b_ms / s_ms:5.2f}x {br:>10} {sr:>11}", flush=True)
     return 0
 
 
