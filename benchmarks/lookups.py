@@ -8,7 +8,10 @@ like newsflow's, in random order) and N stored pages, written in 10 inserts and 
   warehouse before those migrations.
 Then the loads' own lookups: `queries.articles_first_seen` for 400 ids (200 stored, 200 new),
 `queries.article_texts` for 100 stored ids, and `queries.validators` for 20 and 400 URLs (half stored);
-median ms of 7 runs, and rows the articles scan emitted for the first.
+median ms of 7 runs, and rows the articles scan emitted for the first. Also, not pruned in either lake (the
+same statements, to show how they grow): `dedup_store.find_candidates` for 100 new articles (4,800 band
+keys and 100 content hashes against 48 band rows and a fingerprint per stored article) and
+`queries.existing_content_hashes` for 100 hashes.
 
     .venv/bin/python benchmarks/lookups.py [--sizes 100000,1000000,3000000]
 """
@@ -29,8 +32,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from ingest.settings import Settings  # noqa: E402
-from warehouse import db, queries  # noqa: E402
+from ingest.models import Fingerprint  # noqa: E402
+from warehouse import db, dedup_store, queries  # noqa: E402
 
+BANDS = 48  # DedupSettings: 32 whole-text bands + 16 lead bands
+BAND_KEY = "(hash(i, b) >> 1)::BIGINT"  # a synthetic signed 64-bit band key per (article i, band b)
 PROFILE = '{"OPERATOR_CARDINALITY": "true", "OPERATOR_TYPE": "true", "EXTRA_INFO": "true"}'
 
 
@@ -53,8 +59,19 @@ def fill(con, n: int) -> None:  # noqa: ANN001 - a DuckDB connection
                 "FROM (SELECT 'https://news.example/2026/' || md5(i::VARCHAR) || '/story.html' AS u FROM range(?, ?) r(i))",
                 [lo, min(n, lo + step)],
             )
-    con.execute("CALL ducklake_merge_adjacent_files('newsflow', 'articles')")
-    con.execute("CALL ducklake_merge_adjacent_files('newsflow', 'pages')")
+            # Dedup's index as newsflow stores it: a fingerprint per article, 32 + 16 LSH band keys (random 64-bit).
+            con.execute(
+                "INSERT INTO article_fingerprints (article_id, content_hash, signature, shingle_count, model, updated_at) "
+                "SELECT substr(md5(i::VARCHAR), 1, 16), md5('h' || i), []::UINTEGER[], 0, 'm', now() FROM range(?, ?) r(i)",
+                [lo, min(n, lo + step)],
+            )
+            con.execute(
+                f"INSERT INTO article_bands (band, band_key, article_id) SELECT b, {BAND_KEY}, substr(md5(i::VARCHAR), 1, 16) "
+                f"FROM range(?, ?) r(i), range({BANDS}) bb(b)",
+                [lo, min(n, lo + step)],
+            )
+    for table in ("articles", "pages", "article_fingerprints", "article_bands"):
+        con.execute(f"CALL ducklake_merge_adjacent_files('newsflow', '{table}')")
 
 
 def scanned_rows(con) -> int:  # noqa: ANN001
@@ -106,6 +123,36 @@ def measure(con, n: int, rng: random.Random) -> dict[str, tuple[float, int]]:  #
             rows = scanned_rows(con)
             con.execute("PRAGMA disable_profiling")
         out[name] = (1000 * statistics.median(times), rows)
+    # Not pruned (hashed keys a batch brings by the thousand, or a table sorted by another key): dedup's
+    # candidate search (band keys and content hashes of 100 new articles, 5 of them copies of stored ones)
+    # and the entity stage's content-hash lookup (50 stored hashes, 50 new).
+    times = []
+    for _ in range(7):
+        copies = rng.sample(range(n), 5)
+        keys = dict(con.execute(
+            f"SELECT i * 100 + b, {BAND_KEY} FROM (SELECT unnest(?::BIGINT[]) AS i), range({BANDS}) bb(b)", [copies]
+        ).fetchall())
+        fps = [
+            Fingerprint(
+                article_id=f"new{q:013d}", content_hash=f"{rng.getrandbits(128):032x}", signature=[],
+                band_keys=[keys[copies[q] * 100 + b] if q < 5 else rng.getrandbits(63) for b in range(BANDS)],
+            )
+            for q in range(100)
+        ]
+        t0 = time.perf_counter()
+        got = dedup_store.find_candidates(con, fps)
+        times.append(time.perf_counter() - t0)
+        assert sum(len(c) for c in got.values()) == 5, got
+    out["find_candidates(100 articles)"] = (1000 * statistics.median(times), 0)
+    times = []
+    for _ in range(7):
+        want = [hashlib.md5(f"h{i}".encode()).hexdigest() for i in rng.sample(range(n), 50)]
+        want += [f"{rng.getrandbits(128):032x}" for _ in range(50)]
+        t0 = time.perf_counter()
+        got = queries.existing_content_hashes(con, want)
+        times.append(time.perf_counter() - t0)
+        assert len(got) == 50, len(got)
+    out["existing_content_hashes(100)"] = (1000 * statistics.median(times), 0)
     return out
 
 
@@ -131,6 +178,7 @@ def main() -> int:
                     if variant == "baseline":
                         con.execute("ALTER TABLE articles RESET SORTED BY")
                         con.execute("ALTER TABLE pages RESET SORTED BY")
+                        con.execute("ALTER TABLE article_bands RESET SORTED BY")
                         con.execute("SET dynamic_or_filter_threshold = 50")
                     fill(con, n)
                     results[variant] = measure(con, n, rng)
