@@ -65,7 +65,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # UTF-8 hex, so FTS5's tokenizer can neither split nor fold it ("_" never occurs in a term: it splits).
 _PLAIN = re.compile(r"[a-z0-9]+")
 # DuckLake snapshot change kinds that move or compact data without changing any row.
-_MAINTENANCE_KINDS = frozenset({"flushed_inlined", "merge_adjacent", "rewrite_delete", "compacted_table"})
+MAINTENANCE_KINDS = frozenset({"flushed_inlined", "merge_adjacent", "rewrite_delete", "compacted_table"})
 _ROWS_PER_FETCH = 2000
 _IDS_PER_QUERY = 500
 
@@ -162,22 +162,22 @@ def _meta(side: sqlite3.Connection) -> dict[str, str]:
         return {}
 
 
-def _usable(meta: dict[str, str], lake_key: str) -> bool:
+def _usable(meta: dict[str, str], key: str) -> bool:
     """Whether the file holds this lake's index in the current format (else it is rebuilt)."""
     return (
         meta.get("format") == FORMAT and meta.get("terms_version") == TERMS_VERSION
-        and meta.get("title_weight") == str(TITLE_WEIGHT) and meta.get("lake") == lake_key and "snapshot" in meta
+        and meta.get("title_weight") == str(TITLE_WEIGHT) and meta.get("lake") == key and "snapshot" in meta
     )
 
 
-def _lake_key(t: LakeTarget) -> str:
+def lake_key(t: LakeTarget) -> str:
     # A SQLite catalog deleted and created again is another lake, with snapshot ids starting over.
     ino = os.stat(t.location).st_ino if t.kind == "sqlite" and os.path.exists(t.location) else 0
     return f"{t.kind}:{t.location}#{ino}"
 
 
 @contextmanager
-def _write(side: sqlite3.Connection) -> Iterator[None]:
+def write_transaction(side: sqlite3.Connection) -> Iterator[None]:
     """One write transaction, taken before reading (BEGIN IMMEDIATE): syncs are serialised."""
     side.execute("BEGIN IMMEDIATE")
     try:
@@ -204,17 +204,17 @@ def lake_head(con: duckdb.DuckDBPyConnection) -> Head:
     from warehouse.db import LAKE
 
     sid = con.execute(f"SELECT id FROM ducklake_current_snapshot('{LAKE}')").fetchone()[0]
-    return Head(int(sid), _snapshot_time(con, int(sid)) or 0)
+    return Head(int(sid), snapshot_time(con, int(sid)) or 0)
 
 
-def _snapshot_time(con: duckdb.DuckDBPyConnection, snapshot: int) -> int | None:
+def snapshot_time(con: duckdb.DuckDBPyConnection, snapshot: int) -> int | None:
     from warehouse.db import LAKE
 
     row = con.execute(f"SELECT snapshot_time FROM ducklake_snapshots('{LAKE}') WHERE snapshot_id = ?", [snapshot]).fetchone()
     return _us(row[0]) if row else None
 
 
-def _catalog_head(t: LakeTarget) -> Head | None:
+def catalog_head(t: LakeTarget) -> Head | None:
     """The latest snapshot read straight from a SQLite catalog (no DuckDB); None when not possible."""
     if t.kind != "sqlite":
         return None
@@ -302,7 +302,7 @@ def _apply(side: sqlite3.Connection, lake: duckdb.DuckDBPyConnection, since: int
 
     snaps = lake.execute(f"SELECT snapshot_id, changes FROM ducklake_snapshots('{LAKE}') WHERE snapshot_id > ? AND snapshot_id <= ?", [since, head]).fetchall()
     # Flushes, merges and rewrites move rows between files; a rewrite re-lists unchanged rows as inserts.
-    skip = [sid for sid, changes in snaps if changes and set(changes) <= _MAINTENANCE_KINDS]
+    skip = [sid for sid, changes in snaps if changes and set(changes) <= MAINTENANCE_KINDS]
     docs = _last_changes(lake, "article_search_docs", "article_id", "generation, source, dated_at", since, head, skip)
     arts = _last_changes(lake, "articles", "id", "published_at, first_seen_at, url, title, text", since, head, skip)
     ids = sorted(set(docs) | set(arts))
@@ -375,7 +375,7 @@ def sync(
             return sync(settings, lake=con, notice=notice)
     t = db.target(settings)
     path = _path(t)
-    key = _lake_key(t)
+    key = lake_key(t)
     head = lake_head(lake)
     side = connect(path, timeout_s=max(30.0, settings.db_lock_timeout_s))
     try:
@@ -384,14 +384,14 @@ def sync(
             int(meta["snapshot"]) > head.snapshot or _is_fresh(meta, head)
         ):
             return SyncResult("fresh", 0, int(meta["snapshot"]), time.perf_counter() - t0)
-        with _write(side):
+        with write_transaction(side):
             meta = _meta(side)  # again, under the write lock: another search may have just synced
             if _usable(meta, key) and _is_fresh(meta, head):
                 return SyncResult("fresh", 0, head.snapshot, time.perf_counter() - t0)
             action, n = "applied", 0
             since = int(meta["snapshot"]) if _usable(meta, key) else None
             # Incremental only from a snapshot this lake still has, at the time recorded (same history).
-            if since is None or since > head.snapshot or _snapshot_time(lake, since) != int(meta["snapshot_time_us"]):
+            if since is None or since > head.snapshot or snapshot_time(lake, since) != int(meta["snapshot_time_us"]):
                 action = "rebuilt"
             else:
                 try:
@@ -499,9 +499,9 @@ def search(
         side = connect(path, timeout_s=max(30.0, settings.db_lock_timeout_s))
         try:
             meta = _meta(side)
-            head = _catalog_head(t)
+            head = catalog_head(t)
             # Fresh (the common case between runs): no DuckDB at all. Else sync, then query.
-            if not (head and _usable(meta, _lake_key(t)) and _is_fresh(meta, head)):
+            if not (head and _usable(meta, lake_key(t)) and _is_fresh(meta, head)):
                 sync(settings, notice=notice)
             return query(side, phrase, source=source, since=since, limit=limit)
         finally:
