@@ -25,7 +25,7 @@ from ingest.pipeline import Pending, PrepareOutcome, Prepared, StagePool, extrac
 from ingest.settings import Settings
 from flows import progress
 from ingest.boilerplate import site_of
-from warehouse import boilerplate, db, dedup_store, entities_store, loads, queries, search
+from warehouse import boilerplate, db, dedup_index, dedup_store, entities_store, loads, queries, search
 
 log = logging.getLogger("newsflow")
 
@@ -271,7 +271,8 @@ def load_prepared(
     failed_urls = {f.url for f in failures}
     t_load = time.perf_counter()
     dedup_s = 0.0
-    with ctx.write() as con, db.transaction(con):
+    # The dedup index is synced before the transaction: it reads the lake, and a failed read aborts a DuckDB transaction.
+    with ctx.write() as con, dedup_index.opened(s, con, notice=log.warning, wanted=bool(prepared)) as index, db.transaction(con):
         if store_pages:
             loads.save_pages(con, pages, ctx.run_id)
         articles = [p.article for p in prepared]
@@ -300,7 +301,11 @@ def load_prepared(
         if fps:
             t_dedup = time.perf_counter()
             dedup_store.save_fingerprints(con, fps, s.dedup)
-            candidates = dedup_store.find_candidates(con, fps)
+            # Another writer may have committed between the index's sync and this transaction: then scan the lake.
+            current = dedup_index.still_current(index, con)
+            candidates = dedup_store.find_candidates(con, fps, current)
+            if current is not None:
+                current.tag(con, fps)  # its commit is then written into the index directly (see dedup_index)
             batch = [(p.article, p.fingerprint) for p in prepared if p.article.id in touched]
             first_seen = queries.articles_first_seen(con, [a.id for a, _ in batch])
             matches = dedup.decide(batch, candidates, s.dedup, first_seen=first_seen)
@@ -309,7 +314,7 @@ def load_prepared(
             counts["duplicates"] += dedup_store.save_duplicates(
                 con, matches, ctx.run_id, checked_ids=[a.id for a, _ in batch if a.id not in new_ids]
             )
-            dedup_s = time.perf_counter() - t_dedup
+            dedup_s = time.perf_counter() - t_dedup + (index.sync.seconds if index is not None else 0.0)
 
         if entity_results:
             first_seen = queries.articles_first_seen(con, [e.article_id for e in entity_results])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
@@ -17,6 +18,9 @@ from ingest.dedup import model_id
 from ingest.models import DedupCandidate, DuplicateMatch, Fingerprint
 from ingest.settings import DedupSettings
 from warehouse.arrow import registered
+
+if TYPE_CHECKING:
+    from warehouse.dedup_index import DedupIndex
 
 _QUERY_BANDS = pa.schema([("query_id", pa.string()), ("band", pa.int16()), ("band_key", pa.int64())])
 _QUERY_HASHES = pa.schema([("query_id", pa.string()), ("content_hash", pa.string())])
@@ -37,23 +41,15 @@ def _ids_table(ids: Iterable[str]) -> pa.Table:
     return pa.Table.from_pylist([{"article_id": i} for i in dict.fromkeys(ids)], schema=_IDS)
 
 
-def find_candidates(con: duckdb.DuckDBPyConnection, fps: Sequence[Fingerprint]) -> dict[str, list[DedupCandidate]]:
-    """Earlier articles sharing a band key or content hash with each fingerprint, found set-based per batch.
-
-    A hit that is itself a recorded duplicate also brings its cluster canonical, so a new copy joins the existing
-    cluster. The article itself is never its own candidate (re-runs). Every fingerprint id is a key in the result.
-    Two statements per batch whatever its size: the (query, candidate) pairs, then the candidates' rows.
-    """
-    out: dict[str, list[DedupCandidate]] = {fp.article_id: [] for fp in fps}
-    if not fps:
-        return out
+def _pairs_from_lake(con: duckdb.DuckDBPyConnection, fps: Sequence[Fingerprint]) -> list[tuple[str, str]]:
+    """(query, candidate) pairs by joining the lake's band and fingerprint tables (two tables that grow, unpruned)."""
     bands = pa.Table.from_pylist(
         [{"query_id": fp.article_id, "band": b, "band_key": k} for fp in fps for b, k in enumerate(fp.band_keys)],
         schema=_QUERY_BANDS,
     )
     hashes = pa.Table.from_pylist([{"query_id": fp.article_id, "content_hash": fp.content_hash} for fp in fps], schema=_QUERY_HASHES)
     with registered(con, "dedup_query_bands", bands), registered(con, "dedup_query_hashes", hashes):
-        pairs = con.execute(
+        return con.execute(
             "WITH hits AS ("
             "  SELECT q.query_id, b.article_id AS cand_id FROM dedup_query_bands q"
             "  JOIN article_bands b ON b.band = q.band AND b.band_key = q.band_key"
@@ -66,6 +62,53 @@ def find_candidates(con: duckdb.DuckDBPyConnection, fps: Sequence[Fingerprint]) 
             "SELECT h.query_id, d.duplicate_of FROM hits h JOIN duplicates d ON d.article_id = h.cand_id "
             "WHERE d.duplicate_of <> h.query_id"
         ).fetchall()
+
+
+def _pairs_from_index(con: duckdb.DuckDBPyConnection, fps: Sequence[Fingerprint], index: DedupIndex) -> list[tuple[str, str]]:
+    """The same pairs as _pairs_from_lake: committed articles from the index, the batch against itself in memory."""
+    batch = {fp.article_id: fp for fp in fps}  # last one wins, as in save_fingerprints
+    # The batch's stored rows are its fingerprints now (saved in this transaction); the index may still hold
+    # older bands of re-fingerprinted batch articles, so its hits on batch articles are replaced.
+    hits = {(q, c) for q, c in index.hits(fps) if c not in batch}
+    by_key: dict[tuple, list[str]] = {}
+    for fp in batch.values():
+        for key in {("h", fp.content_hash), *(("b", b, k) for b, k in enumerate(fp.band_keys))}:
+            by_key.setdefault(key, []).append(fp.article_id)
+    for fp in fps:
+        for key in {("h", fp.content_hash), *(("b", b, k) for b, k in enumerate(fp.band_keys))}:
+            hits.update((fp.article_id, c) for c in by_key.get(key, ()))
+    cands = sorted({c for _, c in hits})
+    # duplicates is sorted by article_id: the bound list prunes its row groups (a join to the hits would not).
+    canonical = dict(
+        con.execute(
+            "SELECT article_id, duplicate_of FROM duplicates "
+            "WHERE article_id IN (SELECT unnest(?::VARCHAR[])) AND list_contains(?::VARCHAR[], article_id)",
+            [cands, cands],
+        ).fetchall()
+    ) if cands else {}
+    pairs = {(q, c) for q, c in hits if c != q}
+    pairs.update((q, canonical[c]) for q, c in hits if c in canonical and canonical[c] != q)
+    return sorted(pairs)
+
+
+def find_candidates(
+    con: duckdb.DuckDBPyConnection, fps: Sequence[Fingerprint], index: DedupIndex | None = None
+) -> dict[str, list[DedupCandidate]]:
+    """Earlier articles sharing a band key or content hash with each fingerprint, found set-based per batch.
+
+    A hit that is itself a recorded duplicate also brings its cluster canonical, so a new copy joins the existing
+    cluster. The article itself is never its own candidate (re-runs). Every fingerprint id is a key in the result.
+    `index`: warehouse.dedup_index synced to the snapshot `con`'s transaction reads, with the batch's own
+    fingerprints (saved in this transaction, not in the index) matched in memory; without it the lake's band
+    and fingerprint tables are joined (a scan that grows with the warehouse).
+    """
+    out: dict[str, list[DedupCandidate]] = {fp.article_id: [] for fp in fps}
+    if not fps:
+        return out
+    if index is not None:
+        pairs = _pairs_from_index(con, fps, index)
+    else:
+        pairs = _pairs_from_lake(con, fps)
     if not pairs:
         return out
     # A second statement, with the ids as one bound list (the form of warehouse.queries.article_texts): joined
