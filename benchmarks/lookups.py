@@ -9,9 +9,12 @@ like newsflow's, in random order) and N stored pages, written in 10 inserts and 
 Then the loads' own lookups: `queries.articles_first_seen` for 400 ids (200 stored, 200 new),
 `queries.article_texts` for 100 stored ids, and `queries.validators` for 20 and 400 URLs (half stored);
 median ms of 7 runs, and rows the articles scan emitted for the first. Also, not pruned in either lake (the
-same statements, to show how they grow): `dedup_store.find_candidates` for 100 new articles (4,800 band
-keys and 100 content hashes against 48 band rows and a fingerprint per stored article) and
-`queries.existing_content_hashes` for 100 hashes.
+same statements, to show how they grow): `queries.existing_content_hashes` for 100 hashes. And dedup's
+part of a batch of 100 new articles (save their fingerprints, `dedup_store.find_candidates` for 4,800
+band keys and 100 content hashes against 48 band rows and a fingerprint per stored article, commit): in
+the baseline lake as a join of the lake's tables (no statistic prunes hashed keys), in the sorted one
+through warehouse/dedup_index.py's SQLite index, its sync and write-through included (its one-time build
+from the lake is printed too).
 
     .venv/bin/python benchmarks/lookups.py [--sizes 100000,1000000,3000000]
 """
@@ -33,7 +36,7 @@ sys.path.insert(0, str(REPO))
 
 from ingest.settings import Settings  # noqa: E402
 from ingest.models import Fingerprint  # noqa: E402
-from warehouse import db, dedup_store, queries  # noqa: E402
+from warehouse import db, dedup_index, dedup_store, queries  # noqa: E402
 
 BANDS = 48  # DedupSettings: 32 whole-text bands + 16 lead bands
 BAND_KEY = "(hash(i, b) >> 1)::BIGINT"  # a synthetic signed 64-bit band key per (article i, band b)
@@ -88,7 +91,7 @@ def scanned_rows(con) -> int:  # noqa: ANN001
     return sum(out)
 
 
-def measure(con, n: int, rng: random.Random) -> dict[str, tuple[float, int]]:  # noqa: ANN001
+def measure(con, n: int, rng: random.Random, settings: Settings, *, with_index: bool) -> dict[str, tuple[float, int]]:  # noqa: ANN001
     """Median ms over 7 runs and rows scanned, per lookup."""
     ids = [r[0] for r in con.execute("SELECT substr(md5(i::VARCHAR), 1, 16) FROM range(?) r(i)", [n]).fetchall()]
     out = {}
@@ -126,24 +129,39 @@ def measure(con, n: int, rng: random.Random) -> dict[str, tuple[float, int]]:  #
     # Not pruned (hashed keys a batch brings by the thousand, or a table sorted by another key): dedup's
     # candidate search (band keys and content hashes of 100 new articles, 5 of them copies of stored ones)
     # and the entity stage's content-hash lookup (50 stored hashes, 50 new).
+    # Dedup per batch as flows/batch.py does it, for 100 new articles (5 of them copies of stored ones): save
+    # their fingerprints, find candidates, commit. In the sorted lake through the dedup index
+    # (warehouse/dedup_index.py): synced before the transaction, the commit written through after it;
+    # its one-time build from the lake is timed on its own.
+    index_on = settings.model_copy(update={"dedup": settings.dedup.model_copy(update={"index": with_index})})
+    if with_index:
+        t0 = time.perf_counter()
+        dedup_index.open_synced(index_on, con).close()
+        out["dedup index build (once)"] = (1000 * (time.perf_counter() - t0), 0)
     times = []
-    for _ in range(7):
+    for it in range(7):
         copies = rng.sample(range(n), 5)
         keys = dict(con.execute(
             f"SELECT i * 100 + b, {BAND_KEY} FROM (SELECT unnest(?::BIGINT[]) AS i), range({BANDS}) bb(b)", [copies]
         ).fetchall())
         fps = [
             Fingerprint(
-                article_id=f"new{q:013d}", content_hash=f"{rng.getrandbits(128):032x}", signature=[],
+                article_id=f"new{it}{q:012d}", content_hash=f"{rng.getrandbits(128):032x}", signature=[1], shingle_count=1,
                 band_keys=[keys[copies[q] * 100 + b] if q < 5 else rng.getrandbits(63) for b in range(BANDS)],
             )
             for q in range(100)
         ]
         t0 = time.perf_counter()
-        got = dedup_store.find_candidates(con, fps)
+        with dedup_index.opened(index_on, con, wanted=with_index) as index, db.transaction(con):
+            dedup_store.save_fingerprints(con, fps, index_on.dedup)
+            current = dedup_index.still_current(index, con)
+            got = dedup_store.find_candidates(con, fps, current)
+            if current is not None:
+                current.tag(con, fps)
         times.append(time.perf_counter() - t0)
         assert sum(len(c) for c in got.values()) == 5, got
-    out["find_candidates(100 articles)"] = (1000 * statistics.median(times), 0)
+        assert with_index == (current is not None)
+    out["dedup batch(100 articles)"] = (1000 * statistics.median(times), 0)
     times = []
     for _ in range(7):
         want = [hashlib.md5(f"h{i}".encode()).hexdigest() for i in rng.sample(range(n), 50)]
@@ -181,10 +199,13 @@ def main() -> int:
                         con.execute("ALTER TABLE article_bands RESET SORTED BY")
                         con.execute("SET dynamic_or_filter_threshold = 50")
                     fill(con, n)
-                    results[variant] = measure(con, n, rng)
+                    results[variant] = measure(con, n, rng, settings, with_index=variant == "sorted")
                     con.execute(f"SET dynamic_or_filter_threshold = {db.LOOKUP_IN_FILTER_MAX_KEYS}")
                 db.close_all()
             for name in results["sorted"]:
+                if name not in results["baseline"]:
+                    print(f"{n:>9,}  {name:30} {'-':>8} {results['sorted'][name][0]:9.1f}", flush=True)
+                    continue
                 (b_ms, b_rows), (s_ms, s_rows) = results["baseline"][name], results["sorted"][name]
                 br, sr = (f"{r:,}" if r else "-" for r in (b_rows, s_rows))
                 print(f"{n:>9,}  {name:30} {b_ms:8.1f} {s_ms:9.1f} {b_ms / s_ms:5.2f}x {br:>10} {sr:>11}", flush=True)
