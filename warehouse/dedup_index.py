@@ -142,7 +142,7 @@ def _apply(side: sqlite3.Connection, lake: duckdb.DuckDBPyConnection, since: int
     from warehouse.db import LAKE
 
     snaps = lake.execute(
-        f"SELECT snapshot_id, changes FROM ducklake_snapshots('{LAKE}') WHERE snapshot_id > ? AND snapshot_id <= ?", [since, head]
+        "SELECT snapshot_id, changes FROM ducklake_snapshots(?) WHERE snapshot_id > ? AND snapshot_id <= ?", [LAKE, since, head]
     ).fetchall()
     # Flushes, merges and rewrites move rows between files without changing any; a rewrite re-lists rows.
     skip = [sid for sid, changes in snaps if changes and set(changes) <= MAINTENANCE_KINDS]
@@ -209,7 +209,7 @@ class DedupIndex:
         from warehouse.db import LAKE
 
         token = f"newsflow-dedup:{uuid.uuid4().hex}"
-        lake.execute(f"CALL ducklake_set_commit_message('{LAKE}', 'newsflow', 'batch', extra_info => ?)", [token])
+        lake.execute("CALL ducklake_set_commit_message(?, 'newsflow', 'batch', extra_info => ?)", [LAKE, token])
         self.pending = (token, list(fps))
 
     def written_through(self, lake: duckdb.DuckDBPyConnection) -> bool:
@@ -227,7 +227,7 @@ class DedupIndex:
         token, fps = self.pending
         self.pending = None
         after = lake.execute(
-            f"SELECT snapshot_id, snapshot_time, commit_extra_info FROM ducklake_snapshots('{LAKE}') WHERE snapshot_id > ?", [self.snapshot]
+            "SELECT snapshot_id, snapshot_time, commit_extra_info FROM ducklake_snapshots(?) WHERE snapshot_id > ?", [LAKE, self.snapshot]
         ).fetchall()
         if len(after) != 1 or after[0][2] != token:
             return False
@@ -391,6 +391,6 @@ def still_current(index: DedupIndex | None, lake: duckdb.DuckDBPyConnection) -> 
 
     if index is None:
         return None
-    current = lake.execute(f"SELECT id FROM ducklake_current_snapshot('{LAKE}')").fetchone()[0]
+    current = lake.execute("SELECT id FROM ducklake_current_snapshot(?)", [LAKE]).fetchone()[0]
     return index if int(current) == index.snapshot else None
 

@@ -203,14 +203,14 @@ def lake_head(con: duckdb.DuckDBPyConnection) -> Head:
     """The snapshot this (read-only) session reads."""
     from warehouse.db import LAKE
 
-    sid = con.execute(f"SELECT id FROM ducklake_current_snapshot('{LAKE}')").fetchone()[0]
+    sid = con.execute("SELECT id FROM ducklake_current_snapshot(?)", [LAKE]).fetchone()[0]
     return Head(int(sid), snapshot_time(con, int(sid)) or 0)
 
 
 def snapshot_time(con: duckdb.DuckDBPyConnection, snapshot: int) -> int | None:
     from warehouse.db import LAKE
 
-    row = con.execute(f"SELECT snapshot_time FROM ducklake_snapshots('{LAKE}') WHERE snapshot_id = ?", [snapshot]).fetchone()
+    row = con.execute("SELECT snapshot_time FROM ducklake_snapshots(?) WHERE snapshot_id = ?", [LAKE, snapshot]).fetchone()
     return _us(row[0]) if row else None
 
 
@@ -300,7 +300,7 @@ def _apply(side: sqlite3.Connection, lake: duckdb.DuckDBPyConnection, since: int
     """
     from warehouse.db import LAKE
 
-    snaps = lake.execute(f"SELECT snapshot_id, changes FROM ducklake_snapshots('{LAKE}') WHERE snapshot_id > ? AND snapshot_id <= ?", [since, head]).fetchall()
+    snaps = lake.execute("SELECT snapshot_id, changes FROM ducklake_snapshots(?) WHERE snapshot_id > ? AND snapshot_id <= ?", [LAKE, since, head]).fetchall()
     # Flushes, merges and rewrites move rows between files; a rewrite re-lists unchanged rows as inserts.
     skip = [sid for sid, changes in snaps if changes and set(changes) <= MAINTENANCE_KINDS]
     docs = _last_changes(lake, "article_search_docs", "article_id", "generation, source, dated_at", since, head, skip)
