@@ -303,3 +303,19 @@ def test_demo_ingest_with_index_decides_as_without(tmp_path: Path, tmp_path_fact
         with dedup_index.opened(settings, con) as index:
             assert index.sync.action == "applied"
         assert index_rows(settings) == lake_rows(con)
+
+
+def test_failing_index_mid_batch_falls_back_and_body_errors_propagate(lake) -> None:
+    with session(lake) as con:
+        run_batch(lake, con, [("a", text(1))], 0)
+        with dedup_index.opened(lake, con) as index:
+            index.side.execute("DROP TABLE hashes")  # the file damaged under a running batch
+            got = dedup_store.find_candidates(con, [fingerprint("c", near_copy(text(1), 1), SETTINGS)], index)
+            assert [c.article_id for c in got["c"]] == ["a"]  # answered by the lake join
+        with dedup_index.opened(lake, con) as index:
+            assert index.sync.action == "rebuilt"
+        assert index_rows(lake) == lake_rows(con)
+        # An error inside the block is the caller's, never swallowed by the index's context manager.
+        with pytest.raises(sqlite3.OperationalError):
+            with dedup_index.opened(lake, con) as index:
+                index.side.execute("SELECT * FROM no_such_table")

@@ -273,6 +273,13 @@ class DedupIndex:
         self.snapshot = head.snapshot
         return True
 
+    def invalidate(self) -> None:
+        """Mark the file for a rebuild at the next sync (after a failed look-up); best effort."""
+        try:
+            self.side.execute("DELETE FROM meta")
+        except sqlite3.Error:
+            pass  # unusable even for that: the next open fails too and the run says so once
+
     def close(self) -> None:
         """Close the file."""
         self.side.close()
@@ -376,10 +383,10 @@ def opened(
     try:
         yield index
         if index is not None:
-            index.written_through(lake)
-    except sqlite3.Error as exc:
-        # Only the write-through can fail here, after the lake committed: the next sync reads the change instead.
-        log.info("dedup index: write-through failed (%s)", str(exc).splitlines()[0][:200])
+            try:
+                index.written_through(lake)
+            except sqlite3.Error as exc:  # the lake has committed; the next sync reads the change instead
+                log.info("dedup index: write-through failed (%s)", str(exc).splitlines()[0][:200])
     finally:
         if index is not None:
             index.close()

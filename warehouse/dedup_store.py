@@ -7,6 +7,8 @@ so a batch costs a fixed number of queries however many articles it holds or the
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
@@ -21,6 +23,8 @@ from warehouse.arrow import registered
 
 if TYPE_CHECKING:
     from warehouse.dedup_index import DedupIndex
+
+log = logging.getLogger(__name__)
 
 _QUERY_BANDS = pa.schema([("query_id", pa.string()), ("band", pa.int16()), ("band_key", pa.int64())])
 _QUERY_HASHES = pa.schema([("query_id", pa.string()), ("content_hash", pa.string())])
@@ -105,9 +109,14 @@ def find_candidates(
     out: dict[str, list[DedupCandidate]] = {fp.article_id: [] for fp in fps}
     if not fps:
         return out
+    pairs = None
     if index is not None:
-        pairs = _pairs_from_index(con, fps, index)
-    else:
+        try:
+            pairs = _pairs_from_index(con, fps, index)
+        except sqlite3.Error as exc:  # a cache that fails (disk full, damaged file): the lake has the answer
+            log.warning("dedup index %s failed (%s); this batch joins the warehouse tables, the next rebuilds the index", index.path, str(exc).splitlines()[0][:200])
+            index.invalidate()
+    if pairs is None:
         pairs = _pairs_from_lake(con, fps)
     if not pairs:
         return out
