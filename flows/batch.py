@@ -206,7 +206,12 @@ def _entity_targets(ctx: RunContext, prepared: Sequence[Prepared], in_flight: di
     current = [(p.article.id, p.article.content_hash, *expected_run(p.article, ctx.settings.entities)) for p in prepared]
     with db.session(ctx.settings, read_only=True) as con:
         unchanged = queries.unchanged_with_entities(con, current)
-        owners = queries.existing_content_hashes(con, [p.article.content_hash for p in prepared])
+        # Same dedup index as the load's (warehouse.dedup_index): once the warehouse is big enough for it,
+        # the exact-copy owners are seeks there instead of a scan of every article's content hash.
+        with dedup_index.opened(ctx.settings, con, notice=log.warning, wanted=bool(prepared), write_through=False) as index:
+            owners = queries.existing_content_hashes(
+                con, [p.article.content_hash for p in prepared], index=dedup_index.still_current(index, con)
+            )
         owner_texts = queries.article_texts(con, list(set(owners.values())))
         # An owner outside this batch whose entities are from an older model version must not be
         # copied (the copy would be stale too); byte-identical text gives it the same expected run.

@@ -293,6 +293,12 @@ def test_demo_ingest_with_index_decides_as_without(tmp_path: Path, tmp_path_fact
         "duplicates": "SELECT a.url, b.url, d.method FROM duplicates d JOIN articles a ON a.id = d.article_id "
         "JOIN articles b ON b.id = d.duplicate_of ORDER BY ALL",
         "fingerprints": "SELECT a.url, f.content_hash FROM article_fingerprints f JOIN articles a ON a.id = f.article_id ORDER BY ALL",
+        # Entities as without the index (the entity stage's exact-copy owners come from its hashes;
+        # a copy across runs: tests/test_seed_corpus.py).
+        "entity_runs": "SELECT a.url, c.url, r.mention_count FROM article_entity_runs r JOIN articles a ON a.id = r.article_id "
+        "LEFT JOIN articles c ON c.id = r.copied_from ORDER BY ALL",
+        "mentions": "SELECT a.url, e.key, m.start_char, m.end_char FROM mentions m JOIN articles a ON a.id = m.article_id "
+        "JOIN entities e ON e.id = m.entity_id ORDER BY ALL",
     }
     with lake_connect(without) as a, lake_connect(lake_dir) as b:
         for name, q in sql.items():
@@ -319,3 +325,24 @@ def test_failing_index_mid_batch_falls_back_and_body_errors_propagate(lake) -> N
         with pytest.raises(sqlite3.OperationalError):
             with dedup_index.opened(lake, con) as index:
                 index.side.execute("SELECT * FROM no_such_table")
+
+
+def test_existing_content_hashes_through_index_as_through_lake(lake) -> None:
+    from warehouse import queries
+
+    with session(lake) as con:
+        # Exact copies: a later one with a smaller id, and a tie on first_seen_at (the id decides).
+        run_batch(lake, con, [("z1", text(1)), ("b2", text(2)), ("c2", text(2))], 0)
+        run_batch(lake, con, [("a1", text(1)), ("n3", text(3))], 5)
+        want = [_fp("q", s).content_hash for s in (1, 2, 3, 4)]
+        by_lake = queries.existing_content_hashes(con, want)
+        with dedup_index.opened(lake, con, write_through=False) as index:
+            current = dedup_index.still_current(index, con)
+            assert current is not None
+            by_index = queries.existing_content_hashes(con, want, index=current)
+        # An article deleted from the lake but still in a stale index is no owner.
+        con.execute("DELETE FROM articles WHERE id = 'z1'")
+        with dedup_index.opened(lake, con, write_through=False) as index:
+            stale_owner = queries.existing_content_hashes(con, want[:1], index=index)
+    assert by_lake == by_index == {want[0]: "z1", want[1]: "b2", want[2]: "n3"}
+    assert stale_owner == {want[0]: "a1"}

@@ -115,3 +115,32 @@ def test_syndicated_copy_of_a_seed_is_a_near_duplicate_and_reruns_add_nothing(pr
     ingest(urls_file=str(urls))
     assert rows(db_path, "select article_id, duplicate_of, method, similarity, run_id, detected_at from duplicates order by 1") == before
     assert rows(db_path, "select count(*) from articles")[0][0] == 5
+
+
+@pytest.mark.parametrize("index_min", ["0", "1000000"], ids=["dedup-index", "lake-scan"])
+def test_exact_copy_in_a_later_run_reuses_the_stored_articles_entities(prefect_api: None, env: dict, monkeypatch, index_min: str) -> None:
+    """The entity stage's exact-copy owner of a stored article: through the dedup index's hashes, or the lake's articles."""
+    from flows.ingest import ingest
+    from warehouse import dedup_index
+
+    monkeypatch.setenv("NEWSFLOW_DEDUP__INDEX_MIN_ARTICLES", index_min)
+    db_path, site, tmp = env["db"], env["site"], env["tmp"]
+    assert main(["init"]) == 0
+    original = (DEMO / "world/2023/03/02/g20-foreign-ministers-new-delhi.html").read_bytes()
+    site.set_file("/news/g20.html", original)
+    site.set_file("/mirror/g20.html", original)
+    first, second = tmp / "first.txt", tmp / "second.txt"
+    first.write_text(site.url("/news/g20.html") + "\n")
+    second.write_text(site.url("/mirror/g20.html") + "\n")
+    assert ingest(urls_file=str(first))["new"] == 1
+    assert ingest(urls_file=str(second))["new"] == 1
+    copied = rows(
+        db_path,
+        "select a.url, c.url, r.mention_count, (select count(*) from mentions m where m.article_id = r.article_id) "
+        "from article_entity_runs r join articles a on a.id = r.article_id join articles c on c.id = r.copied_from",
+    )
+    assert [(a.rsplit("/", 2)[-2], c.rsplit("/", 2)[-2]) for a, c, _, _ in copied] == [("mirror", "news")]
+    assert copied[0][2] == copied[0][3] > 0
+    from ingest.settings import Settings
+
+    assert dedup_index.path_for(Settings()).exists() == (index_min == "0")

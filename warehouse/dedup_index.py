@@ -204,6 +204,19 @@ class DedupIndex:
             side.execute("ROLLBACK")
         return {(q, c) for q, c in rows}
 
+    def by_hash(self, hashes: Sequence[str]) -> dict[str, list[str]]:
+        """Content hash -> ids of the indexed articles with that text (one seek per hash in hashes_by_hash)."""
+        if not hashes:
+            return {}
+        rows = self.side.execute(
+            "SELECT content_hash, article_id FROM hashes WHERE content_hash IN (SELECT value FROM json_each(?)) ORDER BY article_id",
+            (json.dumps(sorted(set(hashes))),),
+        ).fetchall()
+        out: dict[str, list[str]] = {}
+        for h, aid in rows:
+            out.setdefault(h, []).append(aid)
+        return out
+
     def tag(self, lake: duckdb.DuckDBPyConnection, fps: Sequence[Fingerprint]) -> None:
         """Mark the open lake transaction as this batch's, so its commit can be written through (see written_through)."""
         from warehouse.db import LAKE
@@ -376,13 +389,17 @@ def open_synced(settings: Settings, lake: duckdb.DuckDBPyConnection, notice: Cal
 
 @contextmanager
 def opened(
-    settings: Settings, lake: duckdb.DuckDBPyConnection, notice: Callable[[str], None] | None = None, *, wanted: bool = True
+    settings: Settings, lake: duckdb.DuckDBPyConnection, notice: Callable[[str], None] | None = None, *, wanted: bool = True,
+    write_through: bool = True,
 ) -> Iterator[DedupIndex | None]:
-    """open_synced as a block: the index (or None; always None when not `wanted`), closed after it."""
+    """open_synced as a block: the index (or None; always None when not `wanted`), closed after it.
+
+    `write_through`: after the block, put a batch tagged in it into the file (a writer's block; readers pass False).
+    """
     index = open_synced(settings, lake, notice) if wanted else None
     try:
         yield index
-        if index is not None:
+        if index is not None and write_through:
             try:
                 index.written_through(lake)
             except sqlite3.Error as exc:  # the lake has committed; the next sync reads the change instead

@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 # pyarrow is imported inside the functions that build Arrow batches: `newsflow status` reads
 # through this module and must not pay for pyarrow (and numpy) at import.
 from warehouse.arrow import registered
+
+if TYPE_CHECKING:
+    from warehouse.dedup_index import DedupIndex
 
 
 def validators(con: duckdb.DuckDBPyConnection, urls: Sequence[str]) -> dict[str, tuple[str | None, str | None]]:
@@ -144,12 +147,27 @@ def known_local_pages(con: duckdb.DuckDBPyConnection, items: Sequence[tuple[str,
     return {u for (u,) in rows}
 
 
-def existing_content_hashes(con: duckdb.DuckDBPyConnection, hashes: Sequence[str]) -> dict[str, str]:
-    """content_hash -> id of the earliest-seen article with that hash (exact-duplicate shortcut)."""
+def existing_content_hashes(con: duckdb.DuckDBPyConnection, hashes: Sequence[str], index: DedupIndex | None = None) -> dict[str, str]:
+    """content_hash -> id of the earliest-seen article with that hash (exact-duplicate shortcut).
+
+    With the dedup index (synced to the snapshot `con` reads; see warehouse.dedup_index) the hashes are
+    B-tree seeks there and only the few matching articles are read from the lake, by id (key-sorted row
+    groups, migration 007); without it, the articles' content_hash column is scanned in full.
+    """
     import pyarrow as pa
 
     if not hashes:
         return {}
+    if index is not None:
+        holders = index.by_hash(hashes)
+        seen = articles_first_seen(con, [aid for ids in holders.values() for aid in ids])
+        owners = {}
+        for h, ids in holders.items():
+            # An id the index has but this snapshot's articles do not (deleted since) is no owner.
+            stored = [(seen[aid], aid) for aid in ids if aid in seen]
+            if stored:
+                owners[h] = min(stored)[1]
+        return owners
     schema = pa.schema([("h", pa.string())])
     with registered(con, "want_hashes", [{"h": h} for h in set(hashes)], schema):
         rows = con.execute(
@@ -161,13 +179,13 @@ def existing_content_hashes(con: duckdb.DuckDBPyConnection, hashes: Sequence[str
 
 def articles_first_seen(con: duckdb.DuckDBPyConnection, ids: Sequence[str]) -> dict[str, datetime]:
     """first_seen_at per article id."""
-    import pyarrow as pa
-
     if not ids:
         return {}
-    schema = pa.schema([("id", pa.string())])
-    with registered(con, "want_ids", [{"id": i} for i in set(ids)], schema):
-        rows = con.execute("SELECT a.id, a.first_seen_at FROM articles a JOIN want_ids w ON a.id = w.id").fetchall()
+    # A semi join on the bound list, pushed into the scan as an IN filter over the id-sorted row groups
+    # (see article_texts below): 59 ms for 50 ids in 1M articles, against 109 ms joined to a registered table.
+    rows = con.execute(
+        "SELECT id, first_seen_at FROM articles WHERE id IN (SELECT unnest(?::VARCHAR[]))", [sorted(set(ids))]
+    ).fetchall()
     return {i: t for i, t in rows}
 
 
