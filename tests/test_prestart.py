@@ -25,6 +25,15 @@ def _alive(pool: pipeline.StagePool) -> list[int]:
     return [pid for pid, p in procs.items() if p.is_alive()]
 
 
+def _running(pid: int) -> bool:
+    """Whether the process exists and is not a zombie (it may exit between any two reads of /proc)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # gone (ProcessLookupError / FileNotFoundError)
+        return False
+    return "Z" not in stat.split(")")[1][:3]
+
+
 def test_a_prestarted_worker_is_adopted_once_and_an_unused_one_stops_without_waiting() -> None:
     pipeline.prestart(2, partial(time.sleep, 60))  # a warm-up still running when the run ends
     pool = pipeline.take_prestarted(2)
@@ -39,7 +48,7 @@ def test_a_prestarted_worker_is_adopted_once_and_an_unused_one_stops_without_wai
     pool.close()  # nothing was submitted by a run: the worker is stopped, not waited for
     assert time.monotonic() - t0 < 30
     for pid in pids:
-        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[1][:3]
+        assert not _running(pid)
 
 
 def test_a_prestarted_pool_of_another_size_is_stopped_not_adopted() -> None:
@@ -117,6 +126,6 @@ def test_a_pool_closed_without_waiting_returns_while_its_workers_finish_then_the
     pool.close()  # the run's finally: nothing left to do, no error
     assert sorted(x for chunk in pending.result() for x in chunk) == [1, 2]  # running chunks finish
     deadline = time.monotonic() + 30
-    while any(Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split(")")[1][:3] for pid in pids):
+    while any(_running(pid) for pid in pids):
         assert time.monotonic() < deadline, "a worker did not exit after close(wait=False)"
         time.sleep(0.05)
