@@ -77,6 +77,75 @@ def fill(con, n: int) -> None:  # noqa: ANN001 - a DuckDB connection
         con.execute(f"CALL ducklake_merge_adjacent_files('newsflow', '{table}')")
 
 
+MENTIONS_PER_ARTICLE = 10
+
+
+def fill_entities(con, n: int) -> int:  # noqa: ANN001 - a DuckDB connection
+    """Entities for the n articles: n/5 of them, 10 mentions per article, popularity skewed (a few in many
+    articles, most in a few), an alias per entity, an entity run per article; compacted. Returns the entity count."""
+    e = max(1000, n // 5)
+    con.execute("SELECT setseed(0.42)")
+    with db.transaction(con):
+        con.execute(
+            "INSERT INTO entities (id, key, name, type, first_seen_at, article_count, created_at, updated_at) "
+            "SELECT k, 'PERSON:name ' || k, 'Name ' || k, 'PERSON', now(), 0, now(), now() FROM range(?) r(k)",
+            [e],
+        )
+        con.execute(
+            "INSERT INTO entity_aliases (alias, entity_id, surface, count) SELECT 'name ' || k, k, 'Name ' || k, 1 FROM range(?) r(k)", [e]
+        )
+    step = -(-n // 10)
+    for lo in range(0, n, step):
+        with db.transaction(con):
+            # pow(random(), 3): entity 0 is in ~a fifth of the articles, the median entity in a handful.
+            con.execute(
+                "INSERT INTO mentions (article_id, entity_id, surface, alias, start_char, end_char, snippet, raw_label, model, model_version) "
+                "SELECT substr(md5(i::VARCHAR), 1, 16), k, 'Name ' || k, 'name ' || k, j * 20, j * 20 + 6, 'a snippet', 'PERSON', 'm', '1' "
+                f"FROM (SELECT i, j, floor(pow(random(), 3) * {e})::BIGINT AS k FROM range(?, ?) r(i), range({MENTIONS_PER_ARTICLE}) jj(j))",
+                [lo, min(n, lo + step)],
+            )
+            con.execute(
+                "INSERT INTO article_entity_runs (article_id, model, model_version, mention_count, first_seen_at, processed_at) "
+                f"SELECT substr(md5(i::VARCHAR), 1, 16), 'm', '1', {MENTIONS_PER_ARTICLE}, now(), now() FROM range(?, ?) r(i)",
+                [lo, min(n, lo + step)],
+            )
+    with db.transaction(con):
+        con.execute(
+            "UPDATE entities SET article_count = s.n FROM (SELECT entity_id, count(DISTINCT article_id) AS n FROM mentions GROUP BY 1) s "
+            "WHERE entities.id = s.entity_id"
+        )
+    for table in ("entities", "entity_aliases", "mentions", "article_entity_runs"):
+        con.execute(f"CALL ducklake_merge_adjacent_files('newsflow', '{table}')")
+    return e
+
+
+def measure_entities(con, n: int, e: int, rng: random.Random) -> dict[str, tuple[float, int]]:  # noqa: ANN001
+    """The entity load's per-batch reads for 100 articles' entities (~10 mentions each), rolled back each time."""
+    from datetime import datetime, timezone
+
+    from warehouse import entities_store
+
+    out = {}
+    times_lookup, times_refresh = [], []
+    for _ in range(7):
+        touched = {int(rng.random() ** 3 * e) for _ in range(100 * MENTIONS_PER_ARTICLE)}
+        keys = {f"PERSON:name {k}" for k in touched} | {f"PERSON:new {rng.getrandbits(40)}" for _ in range(100)}
+        aliases = {k.split(":", 1)[1] for k in keys}
+        t0 = time.perf_counter()
+        entities_store._lookup(con, keys, aliases)
+        times_lookup.append(time.perf_counter() - t0)
+        con.execute("BEGIN TRANSACTION")
+        try:
+            t0 = time.perf_counter()
+            entities_store._refresh_entities(con, touched, datetime.now(timezone.utc))
+            times_refresh.append(time.perf_counter() - t0)
+        finally:
+            con.execute("ROLLBACK")
+    out[f"entity lookup({len(keys)} keys)"] = (1000 * statistics.median(times_lookup), 0)
+    out[f"entity refresh(~{len(touched)} ids)"] = (1000 * statistics.median(times_refresh), 0)
+    return out
+
+
 def scanned_rows(con) -> int:  # noqa: ANN001
     """Rows the articles scan emitted in the connection's last query."""
     out = []
@@ -185,6 +254,10 @@ def lake(root: Path, name: str) -> Settings:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="100000,1000000,3000000", help="comma-separated article counts")
+    ap.add_argument(
+        "--entities", action="store_true",
+        help="also the entity load's look-ups by key/alias and its per-entity refresh (not pruned: entity ids are hashes)",
+    )
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     rng = random.Random(7)
@@ -203,6 +276,9 @@ def main() -> int:
                         con.execute("SET dynamic_or_filter_threshold = 50")
                     fill(con, n)
                     results[variant] = measure(con, n, rng, settings, with_index=variant == "sorted")
+                    if variant == "sorted" and args.entities:
+                        e = fill_entities(con, n)
+                        results[variant].update(measure_entities(con, n, e, rng))
                     con.execute(f"SET dynamic_or_filter_threshold = {db.LOOKUP_IN_FILTER_MAX_KEYS}")
                 db.close_all()
             for name in results["sorted"]:
