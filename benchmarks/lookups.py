@@ -16,7 +16,7 @@ hashes (50 stored): in the baseline lake as scans/joins of the lake's tables, in
 warehouse/dedup_index.py's SQLite index, its sync and write-through included (its one-time build from
 the lake is printed too).
 
-    .venv/bin/python benchmarks/lookups.py [--sizes 100000,1000000,3000000]
+    .venv/bin/python benchmarks/lookups.py [--sizes 100000,1000000,3000000] [--entities]
 """
 
 from __future__ import annotations
