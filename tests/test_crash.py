@@ -47,9 +47,11 @@ def kill_after_first_batch(proc: subprocess.Popen, db: Path, min_articles: int, 
 
 
 def test_sigkill_mid_run_loses_nothing(prefect_api: None, site: SiteServer, tmp_path: Path) -> None:
-    sources, urls = serve_many_articles(site, tmp_path, n=150, delay_s=0.03)
+    # Slow enough pages, and a commit per batch of 20 (not the default ≥400-page load groups), so the poll sees
+    # the first batch well before the last: at 30 ms a page one CI run committed all 150 before the kill.
+    sources, urls = serve_many_articles(site, tmp_path, n=150, delay_s=0.1)
     db = tmp_path / "wh"
-    env = cli_env(db, sources, tmp_path / "prefect", NEWSFLOW_BATCH_SIZE="20")
+    env = cli_env(db, sources, tmp_path / "prefect", NEWSFLOW_BATCH_SIZE="20", NEWSFLOW_LOAD_MIN_PAGES="1")
     log1 = (tmp_path / "run1.log").open("w")
     proc = subprocess.Popen([*NEWSFLOW, "ingest"], env=env, stdout=log1, stderr=subprocess.STDOUT, start_new_session=True)
     at_kill = kill_after_first_batch(proc, db, min_articles=20)
